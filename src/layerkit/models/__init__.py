@@ -1,0 +1,13 @@
+"""The model zoo: one registry, one factory.
+
+    >>> import layerkit
+    >>> model = layerkit.models.create("wrn-16-4", num_classes=10)
+    >>> layerkit.models.names()  # every listed name
+"""
+
+from layerkit.models.registry import create, describe, names, patterns, register
+
+# Importing a family's module registers it.
+from layerkit.models import alphazero, baselines, squeezenet, vgg, wide_resnet, xception  # noqa: F401,E402
+
+__all__ = ["create", "describe", "names", "patterns", "register"]
