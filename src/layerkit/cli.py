@@ -9,7 +9,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `layerkit --help` lists them.
-COMMANDS = ["train", "models"]
+COMMANDS = ["train", "models", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
