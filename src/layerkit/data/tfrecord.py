@@ -1,0 +1,499 @@
+"""TFRecord shards without TensorFlow: framing, an offset index, a writer and readers.
+
+A record is framed exactly as TensorFlow writes it (uncompressed)::
+
+    uint64 length (little-endian) | uint32 masked_crc32c(length bytes)
+    payload (length bytes)        | uint32 masked_crc32c(payload)
+
+Beside each shard ``NAME`` lies ``NAME.index``: an ``.npy`` array of int64 byte
+offsets, one per record plus the shard's size, so record ``i`` is
+``shard[offsets[i]:offsets[i + 1]]`` and can be read at random. A shard without
+a (valid) index is scanned once, reading only the 12-byte headers.
+
+Reads use ``os.pread`` on one descriptor (no shared file position), so one
+reader may serve many threads. Every fault raises `RecordError`, a `ValueError`
+naming the shard, the record and its byte offset.
+"""
+
+import os
+import struct
+import tempfile
+import warnings
+from bisect import bisect_right
+from pathlib import Path
+
+import google_crc32c
+import numpy as np
+
+HEADER_BYTES = 12  # uint64 length + uint32 masked CRC of the length
+FOOTER_BYTES = 4  # uint32 masked CRC of the payload
+FRAME_BYTES = HEADER_BYTES + FOOTER_BYTES
+MAX_RECORD_BYTES = 64 * 1024 * 1024  # refuse larger length fields before allocating
+MAX_COALESCED_READ = 8 * 1024 * 1024  # read_many joins neighbouring records up to this
+INDEX_SUFFIX = ".index"
+SHARD_PATTERN = "*.tfrecord"
+_MASK_DELTA = 0xA282EAD8
+_U32 = 0xFFFFFFFF
+
+
+class RecordError(ValueError):
+    """A shard, record or payload that is not what it should be.
+
+    ``path``, ``index`` (record number) and ``offset`` (byte offset of the record)
+    are kept as attributes and named in the message when known.
+    """
+
+    def __init__(self, message, path=None, index=None, offset=None):
+        self.path, self.index, self.offset, self.reason = path, index, offset, message
+        where = []
+        if path is not None:
+            where.append(str(path))
+        if index is not None:
+            where.append(f"record {index}")
+        if offset is not None:
+            where.append(f"byte offset {offset}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+# === Checksums ===
+
+
+def crc32c(data) -> int:
+    """CRC32C (Castagnoli) of a bytes-like object, as an int."""
+    return google_crc32c.value(bytes(data) if not isinstance(data, bytes) else data)
+
+
+def mask_crc(crc: int) -> int:
+    """TensorFlow's checksum mask: rotate right by 15 bits, add a constant (mod 2**32)."""
+    return ((((crc >> 15) | (crc << 17)) & _U32) + _MASK_DELTA) & _U32
+
+
+def masked_crc32c(data) -> int:
+    return mask_crc(crc32c(data))
+
+
+def encode_record(payload) -> bytes:
+    """One framed record: header, payload, footer."""
+    payload = bytes(payload)
+    length = struct.pack("<Q", len(payload))
+    return b"".join(
+        (length, struct.pack("<I", masked_crc32c(length)), payload, struct.pack("<I", masked_crc32c(payload)))
+    )
+
+
+def _check_max(max_record_bytes) -> int:
+    if not isinstance(max_record_bytes, int) or max_record_bytes < 0:
+        raise ValueError(f"max_record_bytes must be a non-negative int, got {max_record_bytes!r}")
+    return max_record_bytes
+
+
+def parse_header(header: bytes, offset: int, size: int, max_record_bytes: int, path=None, index=None) -> int:
+    """Check a 12-byte header read at `offset` of a `size`-byte shard; return the payload length."""
+    if len(header) < HEADER_BYTES:
+        raise RecordError(
+            f"truncated shard: {len(header)} bytes left where a {HEADER_BYTES}-byte record header was expected",
+            path, index, offset,
+        )
+    length_bytes, length_crc = header[:8], struct.unpack_from("<I", header, 8)[0]
+    if masked_crc32c(length_bytes) != length_crc:
+        raise RecordError(
+            f"length field fails its CRC (stored {length_crc:#010x}, computed "
+            f"{masked_crc32c(length_bytes):#010x}): corrupt header or not a TFRecord file",
+            path, index, offset,
+        )
+    length = struct.unpack("<Q", length_bytes)[0]
+    if length > max_record_bytes:
+        raise RecordError(
+            f"length field says {length} bytes, above the limit of {max_record_bytes} "
+            "(pass max_record_bytes= to allow larger records)",
+            path, index, offset,
+        )
+    remaining = size - offset - HEADER_BYTES
+    if length + FOOTER_BYTES > remaining:
+        raise RecordError(
+            f"truncated shard: record needs {length + FOOTER_BYTES} bytes after its header, "
+            f"only {remaining} remain",
+            path, index, offset,
+        )
+    return length
+
+
+def decode_record(frame, path=None, index=None, offset=None, max_record_bytes=MAX_RECORD_BYTES) -> bytes:
+    """Check one whole framed record (header, payload, footer) and return its payload."""
+    frame = memoryview(frame)
+    length = parse_header(bytes(frame[:HEADER_BYTES]), 0, len(frame), max_record_bytes, path, index)
+    if HEADER_BYTES + length + FOOTER_BYTES != len(frame):
+        raise RecordError(
+            f"length field says {length} payload bytes but the index gives the record "
+            f"{len(frame) - FRAME_BYTES}: shard and index disagree",
+            path, index, offset,
+        )
+    payload = bytes(frame[HEADER_BYTES : HEADER_BYTES + length])
+    stored = struct.unpack_from("<I", frame, HEADER_BYTES + length)[0]
+    computed = masked_crc32c(payload)
+    if stored != computed:
+        raise RecordError(
+            f"payload of {length} bytes fails its CRC (stored {stored:#010x}, computed {computed:#010x})",
+            path, index, offset,
+        )
+    return payload
+
+
+# === Index ===
+
+
+def index_path(shard) -> Path:
+    return Path(os.fspath(shard) + INDEX_SUFFIX)
+
+
+def scan_offsets(path, max_record_bytes=MAX_RECORD_BYTES) -> np.ndarray:
+    """Offsets of every record of a shard plus its size (int64, n + 1), reading headers only.
+
+    Checks each length field's CRC and bounds; payload CRCs are checked when read.
+    """
+    path = os.fspath(path)
+    max_record_bytes = _check_max(max_record_bytes)
+    offsets = [0]
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        offset = 0
+        while offset < size:
+            f.seek(offset)
+            length = parse_header(f.read(HEADER_BYTES), offset, size, max_record_bytes, path, len(offsets) - 1)
+            offset += length + FRAME_BYTES
+            offsets.append(offset)
+    return np.asarray(offsets, np.int64)
+
+
+def check_offsets(offsets, size: int) -> str | None:
+    """Why `offsets` cannot index a `size`-byte shard, or None if it can."""
+    if not isinstance(offsets, np.ndarray) or offsets.ndim != 1 or offsets.dtype != np.int64:
+        return f"expected a 1-D int64 array, got {getattr(offsets, 'dtype', type(offsets).__name__)} {getattr(offsets, 'shape', '')}"
+    if len(offsets) == 0 or offsets[0] != 0:
+        return "offsets must start at 0"
+    if offsets[-1] != size:
+        return f"offsets end at {int(offsets[-1])} but the shard has {size} bytes (stale index?)"
+    if len(offsets) > 1 and np.any(np.diff(offsets) < FRAME_BYTES):
+        return f"offsets must rise by at least {FRAME_BYTES} bytes per record"
+    return None
+
+
+def load_index(path, size: int) -> tuple[np.ndarray | None, str | None]:
+    """(offsets, None) from a shard's index file, or (None, why not) if absent or invalid."""
+    ipath = index_path(path)
+    if not ipath.exists():
+        return None, "no index"
+    try:
+        with open(ipath, "rb") as f:
+            offsets = np.load(f, allow_pickle=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable index is rebuilt by a scan
+        return None, f"{ipath} is not an .npy array: {type(err).__name__}: {err}"
+    problem = check_offsets(offsets, size)
+    return (None, f"{ipath}: {problem}") if problem else (offsets, None)
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_index(path, offsets=None, max_record_bytes=MAX_RECORD_BYTES) -> np.ndarray:
+    """Write ``path.index`` (scanning the shard when `offsets` is not given); return the offsets."""
+    if offsets is None:
+        offsets = scan_offsets(path, max_record_bytes)
+    offsets = np.asarray(offsets, np.int64)
+    problem = check_offsets(offsets, os.path.getsize(path))
+    if problem:
+        raise RecordError(f"cannot write index: {problem}", path)
+    _atomic_write(index_path(path), lambda f: np.save(f, offsets, allow_pickle=False))
+    return offsets
+
+
+# === Writer ===
+
+
+class ShardWriter:
+    """Write records to one shard; it appears at `path` (with its index) only on a clean close.
+
+    Records go to a temporary file in the same folder, renamed over `path` by
+    `close()`: a crash or an exception inside ``with`` leaves no partial shard.
+
+        with ShardWriter("out/train-00000-of-00004.tfrecord") as w:
+            w.write(payload)
+    """
+
+    def __init__(self, path, max_record_bytes=MAX_RECORD_BYTES, index=True):
+        self.path = Path(path)
+        self.max_record_bytes = _check_max(max_record_bytes)
+        self.index = index
+        if not self.path.parent.is_dir():
+            raise FileNotFoundError(f"folder for shard {self.path} does not exist")
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        self._file = os.fdopen(fd, "wb")
+        self._offsets = [0]
+        self.closed = False
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def write(self, payload) -> int:
+        """Append one record; return its index in the shard."""
+        if self.closed:
+            raise ValueError(f"shard {self.path} is already closed")
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise TypeError(f"a record payload must be bytes-like, got {type(payload).__name__}")
+        if len(payload) > self.max_record_bytes:
+            raise RecordError(
+                f"payload of {len(payload)} bytes exceeds max_record_bytes={self.max_record_bytes}",
+                self.path, len(self),
+            )
+        frame = encode_record(payload)
+        self._file.write(frame)
+        self._offsets.append(self._offsets[-1] + len(frame))
+        return len(self) - 1
+
+    def close(self) -> None:
+        """Flush, fsync and move the shard into place, then write its index."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            stale = index_path(self.path)
+            if stale.exists():
+                stale.unlink()  # never leave an old index beside a new shard
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        if self.index:
+            write_index(self.path, self._offsets)
+
+    def abort(self) -> None:
+        """Drop everything written; `path` is left as it was."""
+        self.closed = True
+        if not self._file.closed:
+            self._file.close()
+        if os.path.exists(self._tmp):
+            os.remove(self._tmp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __del__(self):
+        if not getattr(self, "closed", True):
+            self.abort()
+
+
+# === Readers ===
+
+
+def _pread(fd, n, offset) -> bytes:
+    chunks, got = [], 0
+    while got < n:  # pread may return fewer bytes than asked
+        chunk = os.pread(fd, n - got, offset + got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+class ShardReader:
+    """Random access to the records of one shard: ``len``, ``read(i)``, ``read_many``, iteration.
+
+    Uses the ``.index`` file beside the shard when it is valid, else scans the
+    shard's headers once (``index_source`` tells which). Safe to share between threads.
+    """
+
+    def __init__(self, path, max_record_bytes=MAX_RECORD_BYTES):
+        self.path = Path(path)
+        self.max_record_bytes = _check_max(max_record_bytes)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"shard {self.path} does not exist")
+        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            self.size = os.fstat(self._fd).st_size
+            offsets, why = load_index(self.path, self.size)
+            if offsets is None:
+                if why != "no index":
+                    warnings.warn(f"ignoring invalid index: {why}; scanning the shard", stacklevel=2)
+                offsets = scan_offsets(self.path, self.max_record_bytes)
+                self.index_source = "scan" if why == "no index" else f"scan ({why})"
+            else:
+                self.index_source = "index"
+        except BaseException:
+            os.close(self._fd)
+            raise
+        self.offsets = offsets
+        self.offsets.setflags(write=False)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __repr__(self) -> str:
+        return f"ShardReader({str(self.path)!r}, records={len(self)})"
+
+    def _check_index(self, i) -> int:
+        n = len(self)
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+            raise TypeError(f"record index must be an int, got {type(i).__name__}")
+        if not -n <= i < n:
+            raise IndexError(f"record {i} out of range for shard {self.path} of {n} records")
+        return int(i) % n
+
+    def _decode(self, frame, i) -> bytes:
+        return decode_record(frame, self.path, i, int(self.offsets[i]), self.max_record_bytes)
+
+    def read(self, i) -> bytes:
+        """Payload of record `i`, its CRCs checked."""
+        i = self._check_index(i)
+        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        frame = _pread(self._fd, end - start, start)
+        if len(frame) != end - start:
+            raise RecordError(f"shard shrank while reading: got {len(frame)} of {end - start} bytes", self.path, i, start)
+        return self._decode(frame, i)
+
+    def read_many(self, indices) -> list[bytes]:
+        """Payloads of several records, in the order asked; neighbouring records share one read."""
+        wanted = [self._check_index(i) for i in indices]
+        order = sorted(set(wanted))
+        got = {}
+        k = 0
+        while k < len(order):
+            first = last = order[k]
+            k += 1
+            while (
+                k < len(order)
+                and order[k] == last + 1
+                and self.offsets[order[k] + 1] - self.offsets[first] <= MAX_COALESCED_READ
+            ):
+                last = order[k]
+                k += 1
+            start, end = int(self.offsets[first]), int(self.offsets[last + 1])
+            block = memoryview(_pread(self._fd, end - start, start))
+            if len(block) != end - start:
+                raise RecordError(f"shard shrank while reading: got {len(block)} of {end - start} bytes", self.path, first, start)
+            for i in range(first, last + 1):
+                lo, hi = int(self.offsets[i]) - start, int(self.offsets[i + 1]) - start
+                got[i] = self._decode(block[lo:hi], i)
+        return [got[i] for i in wanted]
+
+    def __iter__(self):
+        step = 256
+        for lo in range(0, len(self), step):
+            yield from self.read_many(range(lo, min(lo + step, len(self))))
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_fd", None) is not None:
+            self.close()
+
+
+def shard_paths(paths_or_dir) -> list[Path]:
+    """Shard files named by a folder (its ``*.tfrecord`` files, sorted), one path or a list of paths."""
+    if isinstance(paths_or_dir, (str, os.PathLike)):
+        p = Path(paths_or_dir)
+        if p.is_dir():
+            paths = sorted(p.glob(SHARD_PATTERN))
+            if not paths:
+                raise ValueError(f"folder {p} holds no {SHARD_PATTERN} shards")
+            return paths
+        return [p]
+    paths = [Path(p) for p in paths_or_dir]
+    if not paths:
+        raise ValueError("Shards received an empty list of shard paths")
+    return paths
+
+
+class Shards:
+    """Several shards presented as one indexed sequence of records.
+
+    Global index ``i`` maps to ``(shard number, local index)`` through the
+    cumulative record counts (`locate`).
+    """
+
+    def __init__(self, paths_or_dir, max_record_bytes=MAX_RECORD_BYTES):
+        self.paths = shard_paths(paths_or_dir)
+        self.readers = []
+        try:
+            for p in self.paths:
+                self.readers.append(ShardReader(p, max_record_bytes))
+        except BaseException:
+            self.close()
+            raise
+        self.starts = np.concatenate([[0], np.cumsum([len(r) for r in self.readers])]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __repr__(self) -> str:
+        return f"Shards({len(self.readers)} shards, records={len(self)})"
+
+    def locate(self, i) -> tuple[int, int]:
+        """(shard number, index within that shard) of global record `i`."""
+        n = len(self)
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+            raise TypeError(f"record index must be an int, got {type(i).__name__}")
+        if not -n <= i < n:
+            raise IndexError(f"record {i} out of range for {n} records in {len(self.readers)} shards")
+        i = int(i) % n
+        s = bisect_right(self.starts, i) - 1
+        return s, i - int(self.starts[s])
+
+    def read(self, i) -> bytes:
+        s, j = self.locate(i)
+        return self.readers[s].read(j)
+
+    def read_many(self, indices) -> list[bytes]:
+        """Payloads of several global records in the order asked, one `read_many` per shard."""
+        located = [self.locate(i) for i in indices]
+        by_shard: dict[int, list[int]] = {}
+        for s, j in located:
+            by_shard.setdefault(s, []).append(j)
+        got = {}
+        for s, js in by_shard.items():
+            for j, payload in zip(js, self.readers[s].read_many(js)):
+                got[s, j] = payload
+        return [got[key] for key in located]
+
+    def __iter__(self):
+        for r in self.readers:
+            yield from r
+
+    def close(self) -> None:
+        for r in self.readers:
+            r.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
