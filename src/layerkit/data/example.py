@@ -1,0 +1,274 @@
+"""`tf.train.Example` in protobuf wire format, by hand (no TensorFlow, no protobuf package).
+
+The schema (tensorflow/core/example/{example,feature}.proto)::
+
+    Example   { Features features = 1; }
+    Features  { map<string, Feature> feature = 1; }   // entries: { string key = 1; Feature value = 2; }
+    Feature   { oneof kind { BytesList bytes_list = 1; FloatList float_list = 2; Int64List int64_list = 3; } }
+    BytesList { repeated bytes value = 1; }
+    FloatList { repeated float value = 1 [packed = true]; }
+    Int64List { repeated int64 value = 1 [packed = true]; }
+
+Packed and unpacked repeated numbers are both accepted, unknown fields are
+skipped, and the last of repeated map keys or oneof members wins, as protobuf
+parsers do. Every malformed payload raises `ExampleError` (a `ValueError`).
+"""
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+# wire types
+VARINT, I64, LEN, I32 = 0, 1, 2, 5
+MAX_VARINT_BYTES = 10
+_U64 = (1 << 64) - 1
+
+
+class ExampleError(ValueError):
+    """A payload that is not a well-formed `tf.train.Example`."""
+
+
+# === Wire format ===
+
+
+def encode_varint(value: int) -> bytes:
+    """Base-128 varint; negative int64 values take ten bytes (two's complement), as in protobuf."""
+    value &= _U64
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def decode_varint(buf, pos: int, end: int) -> tuple[int, int]:
+    """(value, next position) of the varint at `pos`; at most ten bytes, none past `end`."""
+    result = shift = 0
+    for k in range(MAX_VARINT_BYTES):
+        if pos >= end:
+            raise ExampleError(f"truncated varint at byte {pos}")
+        b = buf[pos]
+        pos += 1
+        if k == MAX_VARINT_BYTES - 1 and b > 1:
+            raise ExampleError(f"varint overflows 64 bits at byte {pos - 1}")
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+    raise ExampleError(f"varint longer than {MAX_VARINT_BYTES} bytes at byte {pos - MAX_VARINT_BYTES}")
+
+
+def _tag(field: int, wire_type: int) -> bytes:
+    return encode_varint((field << 3) | wire_type)
+
+
+def _len_field(field: int, body: bytes) -> bytes:
+    return _tag(field, LEN) + encode_varint(len(body)) + body
+
+
+def iter_fields(buf, start: int = 0, end: int | None = None):
+    """Yield (field number, wire type, value) of a message; LEN values are (start, end) spans."""
+    end = len(buf) if end is None else end
+    pos = start
+    while pos < end:
+        key, pos = decode_varint(buf, pos, end)
+        field, wire_type = key >> 3, key & 7
+        if field == 0:
+            raise ExampleError(f"field number 0 at byte {pos} (not a protobuf message)")
+        if wire_type == VARINT:
+            value, pos = decode_varint(buf, pos, end)
+        elif wire_type == LEN:
+            n, pos = decode_varint(buf, pos, end)
+            if n > end - pos:
+                raise ExampleError(f"field {field} claims {n} bytes at byte {pos}, only {end - pos} remain")
+            value, pos = (pos, pos + n), pos + n
+        elif wire_type in (I64, I32):
+            n = 8 if wire_type == I64 else 4
+            if n > end - pos:
+                raise ExampleError(f"field {field} needs {n} bytes at byte {pos}, only {end - pos} remain")
+            value, pos = (pos, pos + n), pos + n
+        else:
+            raise ExampleError(f"unsupported wire type {wire_type} (field {field}) at byte {pos}")
+        yield field, wire_type, value
+
+
+# === Encoding ===
+
+
+def _feature(value) -> bytes:
+    """Encode one Feature from a list of bytes/str, floats or ints (the first element decides)."""
+    if isinstance(value, (bytes, str, int, float, np.generic)):
+        value = [value]
+    value = list(value)
+    if not value:
+        return _len_field(3, b"")  # an empty Int64List, as TF writes an empty list
+    first = value[0]
+    if isinstance(first, (bytes, bytearray, memoryview, str)):
+        items = [v.encode() if isinstance(v, str) else bytes(v) for v in value]
+        return _len_field(1, b"".join(_len_field(1, v) for v in items))
+    if isinstance(first, (float, np.floating)):
+        packed = np.asarray(value, "<f4").tobytes()
+        return _len_field(2, _len_field(1, packed))
+    if isinstance(first, (int, np.integer)) and not isinstance(first, bool):
+        ints = [int(v) for v in value]
+        if any(not -(1 << 63) <= v < (1 << 63) for v in ints):
+            raise ValueError(f"int64 feature value out of range: {ints}")
+        return _len_field(3, _len_field(1, b"".join(encode_varint(v) for v in ints)))
+    raise TypeError(f"feature values must be bytes, str, float or int; got {type(first).__name__}")
+
+
+def encode_example(features: dict) -> bytes:
+    """Serialize ``{key: list of bytes | floats | ints}`` as a `tf.train.Example`."""
+    entries = []
+    for key, value in features.items():
+        if not isinstance(key, str):
+            raise TypeError(f"feature keys must be str, got {type(key).__name__}")
+        entry = _len_field(1, key.encode()) + _len_field(2, _feature(value))
+        entries.append(_len_field(1, entry))
+    return _len_field(1, b"".join(entries))
+
+
+# === Decoding ===
+
+
+def _parse_feature(buf, start, end) -> list:
+    values: list = []
+    for field, wire_type, span in iter_fields(buf, start, end):
+        if field not in (1, 2, 3):
+            continue
+        if wire_type != LEN:
+            raise ExampleError(f"Feature field {field} has wire type {wire_type}, expected {LEN} (length-delimited)")
+        values = []  # oneof: the last member set wins
+        for vfield, vtype, v in iter_fields(buf, *span):
+            if vfield != 1:
+                continue
+            if field == 1:  # BytesList
+                if vtype != LEN:
+                    raise ExampleError(f"BytesList value has wire type {vtype}, expected {LEN}")
+                values.append(bytes(buf[v[0] : v[1]]))
+            elif field == 2:  # FloatList
+                if vtype == LEN:
+                    n = v[1] - v[0]
+                    if n % 4:
+                        raise ExampleError(f"packed FloatList of {n} bytes is not a multiple of 4")
+                    values.extend(np.frombuffer(buf[v[0] : v[1]], "<f4").tolist())
+                elif vtype == I32:
+                    values.append(struct.unpack_from("<f", buf, v[0])[0])
+                else:
+                    raise ExampleError(f"FloatList value has wire type {vtype}, expected {LEN} or {I32}")
+            else:  # Int64List
+                if vtype == LEN:
+                    pos, stop = v
+                    while pos < stop:
+                        x, pos = decode_varint(buf, pos, stop)
+                        values.append(x - (1 << 64) if x >> 63 else x)
+                elif vtype == VARINT:
+                    values.append(v - (1 << 64) if v >> 63 else v)
+                else:
+                    raise ExampleError(f"Int64List value has wire type {vtype}, expected {LEN} or {VARINT}")
+    return values
+
+
+def parse_example(payload) -> dict[str, list]:
+    """Parse a serialized `tf.train.Example` into ``{key: list of bytes | float | int}``."""
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise ExampleError(f"an Example payload must be bytes-like, got {type(payload).__name__}")
+    buf = bytes(payload)
+    out: dict[str, list] = {}
+    for field, wire_type, span in iter_fields(buf):
+        if field != 1:
+            continue
+        if wire_type != LEN:
+            raise ExampleError(f"Example.features has wire type {wire_type}, expected {LEN}")
+        for ffield, ftype, entry in iter_fields(buf, *span):
+            if ffield != 1:
+                continue
+            if ftype != LEN:
+                raise ExampleError(f"Features.feature entry has wire type {ftype}, expected {LEN}")
+            key, value = "", []
+            for efield, etype, espan in iter_fields(buf, *entry):
+                if efield not in (1, 2):
+                    continue
+                if etype != LEN:
+                    raise ExampleError(f"map entry field {efield} has wire type {etype}, expected {LEN}")
+                if efield == 1:
+                    try:
+                        key = buf[espan[0] : espan[1]].decode("utf-8")
+                    except UnicodeDecodeError as err:
+                        raise ExampleError(f"feature key is not UTF-8: {buf[espan[0]:espan[1]][:40]!r}") from err
+                else:
+                    value = _parse_feature(buf, *espan)
+            out[key] = value
+    return out
+
+
+# === Image examples ===
+
+
+@dataclass(frozen=True)
+class ImageKeys:
+    """Feature names of an image Example; `format`, `height`, `width` may be None (not stored)."""
+
+    encoded: str = "image/encoded"
+    label: str = "image/class/label"
+    format: str | None = "image/format"
+    height: str | None = "image/height"
+    width: str | None = "image/width"
+
+    def __post_init__(self):
+        names = [n for n in (self.encoded, self.label, self.format, self.height, self.width) if n is not None]
+        if any(not isinstance(n, str) or not n for n in names):
+            raise ValueError(f"ImageKeys names must be non-empty strings, got {self}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"ImageKeys names must differ from one another, got {self}")
+
+    @classmethod
+    def flowers(cls) -> "ImageKeys":
+        """The Keras-on-TPU flowers lab's keys: ``image`` (JPEG bytes) and ``class`` (int64)."""
+        return cls(encoded="image", label="class", format=None, height=None, width=None)
+
+
+DEFAULT_KEYS = ImageKeys()
+
+
+def encode_image_example(encoded, label: int, fmt, height: int, width: int, keys: ImageKeys = DEFAULT_KEYS) -> bytes:
+    """A `tf.train.Example` holding one encoded image (bytes kept as given) and its label."""
+    if not isinstance(encoded, (bytes, bytearray, memoryview)):
+        raise TypeError(f"encoded image must be bytes-like, got {type(encoded).__name__}")
+    features = {keys.encoded: [bytes(encoded)], keys.label: [int(label)]}
+    if keys.format is not None:
+        features[keys.format] = [fmt.encode() if isinstance(fmt, str) else bytes(fmt)]
+    if keys.height is not None:
+        features[keys.height] = [int(height)]
+    if keys.width is not None:
+        features[keys.width] = [int(width)]
+    return encode_example(features)
+
+
+def _single(features, key, kind, what):
+    if key not in features:
+        raise ExampleError(f"Example has no {what} feature {key!r}; it has {sorted(features)}")
+    values = features[key]
+    if len(values) != 1 or not isinstance(values[0], kind):
+        got = f"{len(values)} values" + (f" of type {type(values[0]).__name__}" if values else "")
+        raise ExampleError(f"feature {key!r} must hold exactly one {kind.__name__}, got {got}")
+    return values[0]
+
+
+def parse_image_example(payload, keys: ImageKeys = DEFAULT_KEYS) -> tuple[bytes, int]:
+    """(encoded image bytes, label) of a serialized image Example."""
+    features = parse_example(payload)
+    return _single(features, keys.encoded, bytes, "image"), _single(features, keys.label, int, "label")
+
+
+def image_example_fields(payload, keys: ImageKeys = DEFAULT_KEYS) -> dict:
+    """Every field `keys` names that is present: encoded, label, format, height, width."""
+    features = parse_example(payload)
+    out = {"encoded": _single(features, keys.encoded, bytes, "image"), "label": _single(features, keys.label, int, "label")}
+    for name, kind in (("format", bytes), ("height", int), ("width", int)):
+        key = getattr(keys, name)
+        if key is not None and key in features:
+            out[name] = _single(features, key, kind, name)
+    return out
