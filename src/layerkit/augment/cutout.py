@@ -1,0 +1,57 @@
+"""Cutout (DeVries & Taylor, 2017): blank one random square of each image."""
+
+import keras
+from keras import ops
+
+from layerkit.augment._shift import check_images
+
+
+@keras.saving.register_keras_serializable(package="layerkit")
+class Cutout(keras.layers.Layer):
+    """Set a `size` square (clipped at the borders) of each image to `fill_value`; its centre
+    is uniform over the image. Identity unless ``training=True``. Keeps the input dtype.
+
+    Args:
+        size: side of the square in pixels, or (height, width).
+        fill_value: the value written into the square.
+        seed: seed of the layer's `keras.random.SeedGenerator`.
+    """
+
+    def __init__(self, size, fill_value=0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        pair = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+        if len(pair) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1
+                                 for s in pair):
+            raise ValueError("size must be a positive integer or a (height, width) pair of them. "
+                             f"Received: size={size!r}")
+        if not isinstance(fill_value, (int, float)) or isinstance(fill_value, bool):
+            raise ValueError(f"fill_value must be a number. Received: fill_value={fill_value!r}")
+        self.size = pair
+        self.fill_value = fill_value
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        check_images(self, input_shape)
+
+    def call(self, inputs, training=None):
+        if not training:
+            return inputs
+        n, height, width = ops.shape(inputs)[0], inputs.shape[1], inputs.shape[2]
+        cy = keras.random.randint((n, 1), 0, height, seed=self.seed_generator, dtype="int32")
+        cx = keras.random.randint((n, 1), 0, width, seed=self.seed_generator, dtype="int32")
+        y0, x0 = cy - self.size[0] // 2, cx - self.size[1] // 2
+        rows = ops.arange(height, dtype="int32")[None, :]
+        cols = ops.arange(width, dtype="int32")[None, :]
+        in_rows = (rows >= y0) & (rows < y0 + self.size[0])  # (N, H)
+        in_cols = (cols >= x0) & (cols < x0 + self.size[1])  # (N, W)
+        mask = in_rows[:, :, None, None] & in_cols[:, None, :, None]
+        fill = ops.cast(self.fill_value, inputs.dtype)
+        return ops.where(mask, fill, inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "fill_value": self.fill_value,
+                "seed": self.seed}

@@ -1,0 +1,207 @@
+"""Sources: every kind of stored image data behind one small interface.
+
+A source has ``len(source)``, ``classes`` (names), ``labels`` (int64 array),
+``image_shape`` ((H, W, 3) when known without decoding, else None) and one reader:
+``encoded_many(indices) -> list[bytes]`` (encoded images, decoded by the pipeline)
+or ``images(indices) -> uint8 (N, H, W, 3)`` (already decoded).
+
+`open_dataset` turns a name (``sample``, ``cifar10``, ``flowers``) or a path into one.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from layerkit.data import embedded
+from layerkit.data.npz import EncodedImages, load_npz
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+NAMED = ("sample", "cifar10", "flowers")  # `open_dataset` names; "sample" ships in the package
+
+
+def _check_labels(labels, n, classes, what):
+    labels = np.asarray(labels)
+    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{what}: labels must be {n} integers, one per image. "
+                         f"Received: labels of dtype {labels.dtype} and shape {labels.shape}")
+    if n and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise ValueError(f"{what}: labels must lie in [0, {len(classes)}) for {len(classes)} "
+                         f"classes. Received: {int(labels.min())}..{int(labels.max())}")
+    return labels.astype(np.int64)
+
+
+class ArraySource:
+    """Images already decoded in memory: uint8 (N, H, W, 3) and N integer labels."""
+
+    def __init__(self, images, labels, classes=None):
+        images = np.asarray(images)
+        if images.ndim != 4 or images.dtype != np.uint8:
+            raise ValueError("ArraySource expects uint8 images of shape (N, H, W, C). "
+                             f"Received: dtype {images.dtype}, shape {images.shape}")
+        labels = np.asarray(labels)
+        if classes is None:
+            k = int(labels.max()) + 1 if labels.size else 0
+            classes = tuple(str(i) for i in range(k))
+        self.classes = tuple(str(c) for c in classes)
+        self.labels = _check_labels(labels, len(images), self.classes, "ArraySource")
+        self._images = images
+        self.image_shape = tuple(images.shape[1:])
+
+    def __len__(self):
+        return len(self.labels)
+
+    def images(self, indices):
+        return self._images[np.asarray(indices)]
+
+
+class NpzSource:
+    """A JPEG pack (`load_npz`): one byte buffer, offsets, labels, class names."""
+
+    def __init__(self, pack):
+        if not isinstance(pack, EncodedImages):
+            pack = load_npz(pack)
+        self._pack = pack
+        self.classes = pack.classes
+        self.labels = pack.labels
+        self.image_shape = None
+
+    def __len__(self):
+        return len(self.labels)
+
+    def encoded_many(self, indices):
+        data, offsets = self._pack.data, self._pack.offsets
+        return [data[offsets[i] : offsets[i + 1]].tobytes() for i in np.asarray(indices)]
+
+
+class FolderSource:
+    """A folder with one subfolder of images per class (sorted names give the labels)."""
+
+    def __init__(self, root):
+        root = Path(root)
+        if not root.is_dir():
+            raise ValueError(f"FolderSource expects a folder of class subfolders. Received: {root}")
+        class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        files, labels = [], []
+        for label, d in enumerate(class_dirs):
+            found = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            files += found
+            labels += [label] * len(found)
+        if not files:
+            raise ValueError(f"{root}: no images found in class subfolders; expected "
+                             f"ROOT/CLASS/*{{{','.join(IMAGE_SUFFIXES)}}}. "
+                             f"Found subfolders: {[d.name for d in class_dirs]}")
+        self.root = root
+        self.files = files
+        self.classes = tuple(d.name for d in class_dirs)
+        self.labels = np.asarray(labels, np.int64)
+        self.image_shape = None
+
+    def __len__(self):
+        return len(self.files)
+
+    def encoded_many(self, indices):
+        return [self.files[i].read_bytes() for i in np.asarray(indices)]
+
+
+class TFRecordSource:
+    """TFRecord shards of image Examples, as written by `layerkit.data.records`.
+
+    Reads ``dataset.json`` (class names) in the folder, indexes every record and
+    parses each once to learn its label; records are read by global index.
+    """
+
+    def __init__(self, folder, keys=None):
+        from layerkit.data.example import ImageKeys, parse_image_example
+        from layerkit.data.tfrecord import Shards
+
+        folder = Path(folder)
+        self._parse = parse_image_example
+        self._keys = keys or ImageKeys()
+        self._shards = Shards(folder)
+        meta_path = folder / "dataset.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        payloads = self._shards.read_many(range(len(self._shards)))
+        labels = np.asarray([self._parse(p, self._keys)[1] for p in payloads], np.int64)
+        classes = meta.get("classes") or [str(i) for i in range(int(labels.max()) + 1)]
+        self.classes = tuple(str(c) for c in classes)
+        self.labels = _check_labels(labels, len(labels), self.classes, str(folder))
+        self.image_shape = None
+
+    def __len__(self):
+        return len(self.labels)
+
+    def encoded_many(self, indices):
+        payloads = self._shards.read_many([int(i) for i in np.asarray(indices)])
+        return [self._parse(p, self._keys)[0] for p in payloads]
+
+
+def _is_tfrecord_dir(path: Path) -> bool:
+    return (path / "dataset.json").exists() or any(
+        p.suffix == ".tfrecord" or ".tfrecord-" in p.name for p in path.iterdir())
+
+
+def open_source(path, split="train"):
+    """A source for a file or folder: ``.npz`` pack, TFRecord shards, or class subfolders.
+
+    A folder holding ``{split}.npz`` or a ``{split}/`` subfolder opens that split.
+    """
+    path = Path(path)
+    if path.is_file():
+        if path.suffix != ".npz":
+            raise ValueError(f"Expected a .npz image pack or a folder. Received the file {path}")
+        return NpzSource(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"No such file or folder: {path}")
+    if (path / f"{split}.npz").is_file():
+        return NpzSource(path / f"{split}.npz")
+    if (path / split).is_dir():
+        return open_source(path / split, split)
+    if _is_tfrecord_dir(path):
+        return TFRecordSource(path)
+    return FolderSource(path)
+
+
+def search_dirs(data_dir=None):
+    """Where named data sets are looked for, in order."""
+    dirs = []
+    if data_dir is not None:
+        dirs.append(Path(data_dir))
+    if os.environ.get("LAYERKIT_DATA"):
+        dirs.append(Path(os.environ["LAYERKIT_DATA"]))
+    dirs.append(Path.home() / ".keras" / "datasets")
+    dirs.append(Path("..") / "shared" / "data")
+    return dirs
+
+
+def open_dataset(name_or_path="sample", split="train", data_dir=None):
+    """A source for a named data set or a path. No download: named sets are found on disk.
+
+    ``sample`` is the embedded 5k/1k CIFAR-10 sample. ``cifar10`` and ``flowers`` are looked
+    for as ``NAME/{split}.npz`` or ``NAME/{split}/`` (shards or class folders) under, in
+    order: `data_dir`, ``$LAYERKIT_DATA``, ``~/.keras/datasets``, ``../shared/data``.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test'. Received: split={split!r}")
+    name = os.fspath(name_or_path)
+    if name == "sample":
+        return NpzSource(embedded.load(split))
+    if name in NAMED:
+        looked = []
+        for d in search_dirs(data_dir):
+            for candidate in (d / name / f"{split}.npz", d / name / split):
+                looked.append(str(candidate))
+                if candidate.exists():
+                    return open_source(candidate, split)
+        raise FileNotFoundError(
+            f"Data set {name!r} ({split}) not found; layerkit never downloads. Looked in: "
+            + ", ".join(looked)
+            + f". Provide it as {name}/{split}.npz (a JPEG pack: jpeg, offsets, labels, classes),"
+            f" TFRecord shards or class subfolders in {name}/{split}/, under one of those "
+            "folders (set LAYERKIT_DATA or pass data_dir)."
+        )
+    if os.sep in name or "/" in name or name.endswith(".npz") or Path(name).exists():
+        return open_source(name, split)
+    raise ValueError(f"Unknown data set {name!r}: expected one of {NAMED} or a path to an "
+                     ".npz pack or a folder.")
