@@ -16,8 +16,8 @@ naming the shard, the record and its byte offset.
 """
 
 import os
+import secrets
 import struct
-import tempfile
 import warnings
 from bisect import bisect_right
 from pathlib import Path
@@ -192,8 +192,19 @@ def load_index(path, size: int) -> tuple[np.ndarray | None, str | None]:
     return (None, f"{ipath}: {problem}") if problem else (offsets, None)
 
 
+def _open_temp(path: Path) -> tuple[int, str]:
+    """A new hidden file beside `path` (mode 0o666 less the umask, unlike mkstemp's 0o600)."""
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary file beside {path}")
+
+
 def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _open_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -237,7 +248,7 @@ class ShardWriter:
         self.index = index
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"folder for shard {self.path} does not exist")
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        fd, self._tmp = _open_temp(self.path)
         self._file = os.fdopen(fd, "wb")
         self._offsets = [0]
         self.closed = False

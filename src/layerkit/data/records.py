@@ -1,0 +1,266 @@
+"""Image data sets as TFRecord shards: `write_records`, `verify_records`, `records_info`.
+
+An output folder holds ``NAME-00000-of-0000N.tfrecord`` shards (each with its
+``.index``) and ``dataset.json`` (classes, counts, shards, feature keys), written
+last so a folder without it is an unfinished write. Each record is a
+`tf.train.Example` with the image's original encoded bytes, its label, format,
+height and width (names set by `ImageKeys`).
+"""
+
+import json
+import os
+import sys
+import time
+import warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from layerkit.data.decode import decode_image
+from layerkit.data.example import DEFAULT_KEYS, ImageKeys, encode_image_example, image_example_fields
+from layerkit.data.record_sources import image_format, open_source
+from layerkit.data.tfrecord import (
+    INDEX_SUFFIX,
+    MAX_RECORD_BYTES,
+    RecordError,
+    ShardReader,
+    ShardWriter,
+    _atomic_write,
+)
+
+DATASET_FILE = "dataset.json"
+FORMAT = "layerkit-records/1"
+CHUNK = 256  # images prepared per batch of threads
+
+
+class Progress:
+    """One self-rewriting line on stderr, at most every `every` seconds; silent unless enabled."""
+
+    def __init__(self, what: str, total: int, enabled: bool | None = None, every: float = 0.5):
+        self.what, self.total, self.every = what, total, every
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.last = 0.0
+        self.start = time.monotonic()
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if self.enabled and (now - self.last >= self.every or done == self.total):
+            self.last = now
+            rate = done / max(now - self.start, 1e-9)
+            print(f"\r{self.what}: {done}/{self.total} ({rate:.0f}/s)", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled:
+            print(file=sys.stderr, flush=True)
+
+
+# === Writing ===
+
+
+def shard_name(name: str, k: int, n: int) -> str:
+    return f"{name}-{k:05d}-of-{n:05d}.tfrecord"
+
+
+def _prepare(source, i: int):
+    """(encoded bytes, label, format, height, width) of source image i, checked."""
+    label = int(source.labels[i])
+    if not 0 <= label < len(source.classes):
+        raise ValueError(
+            f"{source.describe(i)}: label {label} is out of range for {len(source.classes)} classes "
+            f"(expected 0..{len(source.classes) - 1})"
+        )
+    data = source.encoded(i)
+    try:
+        pixels = decode_image(data)  # grayscale/CMYK convert here; the stored bytes stay as they are
+    except ValueError as err:
+        raise ValueError(f"{source.describe(i)}: image does not decode: {err}") from err
+    return data, label, image_format(data), pixels.shape[0], pixels.shape[1]
+
+
+def _clear_old(out: Path, overwrite: bool) -> None:
+    old = sorted(out.glob("*.tfrecord")) + sorted(out.glob("*.tfrecord" + INDEX_SUFFIX))
+    if (out / DATASET_FILE).exists():
+        old.append(out / DATASET_FILE)
+    if old and not overwrite:
+        raise ValueError(f"{out} already holds records ({old[0].name}, ...); pass overwrite=True (--overwrite) to replace them")
+    for p in old:
+        p.unlink()
+
+
+def write_records(
+    src,
+    out_dir,
+    shards: int = 1,
+    seed: int = 0,
+    keys: ImageKeys = DEFAULT_KEYS,
+    name: str = "records",
+    split: str = "train",
+    overwrite: bool = False,
+    threads: int | None = None,
+    progress: bool | None = None,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+) -> dict:
+    """Write the images of `src` as `shards` TFRecord shards in `out_dir`; return the dataset.json dict.
+
+    `src` is a folder of class subfolders, an ``.npz`` pack, or CIFAR-10 python
+    batches (folder or ``.tar.gz``; `split` picks train or test). Records are
+    shuffled with `seed` and split into shards whose sizes differ by at most one.
+    Every image must decode and every label lie in range, else a `ValueError`
+    names the image.
+    """
+    if not isinstance(shards, int) or isinstance(shards, bool) or shards < 1:
+        raise ValueError(f"shards must be a positive int, got {shards!r}")
+    source = open_source(src, split)
+    n = len(source)
+    if n == 0:
+        raise ValueError(f"{source.name}: no images to write")
+    if shards > n:
+        raise ValueError(f"shards={shards} exceeds the {n} images of {source.name}; use at most {n}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _clear_old(out, overwrite)
+
+    order = np.random.default_rng(seed).permutation(n)
+    bounds = np.linspace(0, n, shards + 1).round().astype(int)  # balanced: sizes differ by at most one
+    threads = threads or min(4, os.cpu_count() or 1)
+    bar = Progress(f"writing {out}", n, progress)
+    shard_list, counts, sizes = [], Counter(), Counter()
+    with ThreadPoolExecutor(threads) as pool:
+        for k in range(shards):
+            path = out / shard_name(name, k, shards)
+            with ShardWriter(path, max_record_bytes) as writer:
+                part = order[bounds[k] : bounds[k + 1]]
+                for lo in range(0, len(part), CHUNK):
+                    for data, label, fmt, h, w in pool.map(lambda i: _prepare(source, int(i)), part[lo : lo + CHUNK]):
+                        writer.write(encode_image_example(data, label, fmt, h, w, keys))
+                        counts[label] += 1
+                        sizes[f"{h}x{w}"] += 1
+                    bar.update(bounds[k] + lo + len(part[lo : lo + CHUNK]))
+            shard_list.append({"file": path.name, "records": len(part), "bytes": path.stat().st_size})
+    bar.close()
+    info = {
+        "format": FORMAT,
+        "source": source.name,
+        "classes": list(source.classes),
+        "counts": {c: counts[i] for i, c in enumerate(source.classes)},
+        "records": n,
+        "seed": seed,
+        "image_sizes": dict(sizes.most_common()),
+        "keys": asdict(keys),
+        "shards": shard_list,
+    }
+    _atomic_write(out / DATASET_FILE, lambda f: f.write(json.dumps(info, indent=2).encode() + b"\n"))
+    return info
+
+
+# === Reading back ===
+
+
+def load_dataset_info(out_dir) -> dict:
+    """dataset.json of a records folder, checked for the fields the readers need."""
+    path = Path(out_dir) / DATASET_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: not a records folder written by write_records (or unfinished)")
+    try:
+        info = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON: {err}") from err
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(info).__name__}")
+    missing = {"classes", "shards", "keys", "records"} - set(info)
+    if missing:
+        raise ValueError(f"{path}: missing fields {sorted(missing)}")
+    try:
+        info["image_keys"] = ImageKeys(**info["keys"])
+        for s in info["shards"]:
+            s["file"], s["records"] = str(s["file"]), int(s["records"])
+    except (TypeError, KeyError, ValueError) as err:
+        raise ValueError(f"{path}: malformed 'keys' or 'shards': {err}") from err
+    for s in info["shards"]:
+        if Path(s["file"]).name != s["file"]:
+            raise ValueError(f"{path}: shard name {s['file']!r} must be a plain file name in {out_dir}")
+    return info
+
+
+def _records(out_dir, info):
+    """Yield (reader, local index, payload) over every record, shard by shard, checking counts."""
+    for s in info["shards"]:
+        path = Path(out_dir) / s["file"]
+        if not path.is_file():
+            raise RecordError(f"shard listed in {DATASET_FILE} is missing", path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an invalid index is reported below, not warned about
+            reader = ShardReader(path)
+        with reader:
+            if reader.index_source != "index":
+                raise RecordError(f"no valid index, the shard had to be scanned: {reader.index_source}", path)
+            if len(reader) != s["records"]:
+                raise RecordError(f"holds {len(reader)} records, {DATASET_FILE} says {s['records']}", path)
+            for j in range(len(reader)):
+                offset = int(reader.offsets[j])
+                yield reader, j, offset, reader.read(j)
+
+
+def verify_records(out_dir, decode: bool = True, progress: bool | None = None) -> dict:
+    """Check every CRC, that every payload is an image Example, every label in range, every image decodes.
+
+    Returns ``{"records": n, "shards": k}``; raises `RecordError` naming the shard,
+    record index and byte offset of the first fault.
+    """
+    info = load_dataset_info(out_dir)
+    keys, classes = info["image_keys"], info["classes"]
+    bar = Progress(f"verifying {out_dir}", info["records"], progress)
+    n, counts = 0, Counter()
+    for reader, j, offset, payload in _records(out_dir, info):
+        try:
+            fields = image_example_fields(payload, keys)
+            label = fields["label"]
+            if not 0 <= label < len(classes):
+                raise ValueError(f"label {label} out of range for {len(classes)} classes")
+            if decode:
+                pixels = decode_image(fields["encoded"])
+                stored = (fields.get("height", pixels.shape[0]), fields.get("width", pixels.shape[1]))
+                if stored != pixels.shape[:2]:
+                    raise ValueError(f"records height x width {stored}, the image decodes to {pixels.shape[:2]}")
+        except ValueError as err:
+            raise RecordError(str(err), reader.path, j, offset) from err
+        counts[classes[label]] += 1
+        n += 1
+        bar.update(n)
+    bar.close()
+    if n != info["records"]:
+        raise RecordError(f"{n} records found, {DATASET_FILE} says {info['records']}", Path(out_dir) / DATASET_FILE)
+    if "counts" in info and dict(counts) != {c: k for c, k in info["counts"].items() if k}:
+        raise RecordError(f"class counts {dict(counts)} differ from {DATASET_FILE}'s {info['counts']}", Path(out_dir) / DATASET_FILE)
+    return {"records": n, "shards": len(info["shards"])}
+
+
+def records_info(out_dir) -> dict:
+    """Counts per class, image sizes and formats, and bytes, read from the records themselves."""
+    info = load_dataset_info(out_dir)
+    keys, classes = info["image_keys"], info["classes"]
+    counts, sizes, formats = Counter(), Counter(), Counter()
+    image_bytes = n = 0
+    for reader, j, offset, payload in _records(out_dir, info):
+        try:
+            fields = image_example_fields(payload, keys)
+        except ValueError as err:
+            raise RecordError(str(err), reader.path, j, offset) from err
+        label = fields["label"]
+        counts[classes[label] if 0 <= label < len(classes) else f"<label {label}>"] += 1
+        sizes[f"{fields.get('height', '?')}x{fields.get('width', '?')}"] += 1
+        formats[fields.get("format", b"?").decode(errors="replace")] += 1
+        image_bytes += len(fields["encoded"])
+        n += 1
+    shard_bytes = sum((Path(out_dir) / s["file"]).stat().st_size for s in info["shards"])
+    return {
+        "records": n,
+        "classes": {c: counts[c] for c in classes} | {c: k for c, k in counts.items() if c not in classes},
+        "image_sizes": dict(sizes.most_common()),
+        "formats": dict(formats.most_common()),
+        "shards": [{"file": s["file"], "records": s["records"]} for s in info["shards"]],
+        "bytes": {"shards": shard_bytes, "images": image_bytes, "mean_image": image_bytes / n if n else 0.0},
+    }
