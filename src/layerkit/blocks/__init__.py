@@ -1,7 +1,17 @@
 """Blocks as Keras layers: each follows the Layer contract and saves in `.keras` files."""
 
+from layerkit.blocks.bottleneck import Bottleneck
 from layerkit.blocks.fire import Fire
 from layerkit.blocks.residual import Residual
+from layerkit.blocks.rev_block import RevBlock
+from layerkit.blocks.reversible_stack import ReversibleStack
 from layerkit.blocks.wide_residual_group import WideResidualGroup
 
-__all__ = ["Fire", "Residual", "WideResidualGroup"]
+__all__ = [
+    "Bottleneck",
+    "Fire",
+    "Residual",
+    "RevBlock",
+    "ReversibleStack",
+    "WideResidualGroup",
+]

@@ -8,6 +8,7 @@
 from layerkit.models.registry import create, describe, names, patterns, register
 
 # Importing a family's module registers it.
+from layerkit.models import resnet, revnet  # noqa: F401,E402
 from layerkit.models import alphazero, baselines, squeezenet, vgg, wide_resnet, xception  # noqa: F401,E402
 
 __all__ = ["create", "describe", "names", "patterns", "register"]
