@@ -11,7 +11,8 @@ The schema (tensorflow/core/example/{example,feature}.proto)::
 
 Packed and unpacked repeated numbers are both accepted, unknown fields are
 skipped, and the last of repeated map keys or oneof members wins, as protobuf
-parsers do. Every malformed payload raises `ExampleError` (a `ValueError`).
+parsers do. Every malformed payload raises `ExampleError` (a `RecordError`,
+hence a `ValueError`).
 """
 
 import struct
@@ -19,14 +20,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from layerkit.data.tfrecord import RecordError
+
 # wire types
 VARINT, I64, LEN, I32 = 0, 1, 2, 5
 MAX_VARINT_BYTES = 10
 _U64 = (1 << 64) - 1
 
 
-class ExampleError(ValueError):
-    """A payload that is not a well-formed `tf.train.Example`."""
+class ExampleError(RecordError):
+    """A payload that is not a well-formed `tf.train.Example` (a `RecordError`, so a `ValueError`)."""
 
 
 # === Wire format ===
