@@ -20,6 +20,7 @@ import numpy as np
 from layerkit.data.decode import decode_batch, decode_image, fit_to
 
 CACHE_LIMIT_BYTES = 1 << 30  # cache_decoded="auto" keeps data sets up to 1 GiB decoded
+SMALL_IMAGE_PIXELS = 96 * 96  # decode these in one thread: threads only add GIL contention
 DECODE_CHUNK = 1024  # images per decode_batch call when filling the cache
 
 
@@ -46,7 +47,8 @@ class Pipeline(keras.utils.PyDataset):
             when `drop_remainder`).
         cache_decoded: True, False or "auto" (decode once and keep when the decoded set is
             at most 1 GiB).
-        workers: decoding threads (default: the CPU count).
+        workers: decoding threads. Default: 1 for images up to 96x96 (their decode calls are
+            too short for threads to beat the GIL), else the CPU count.
         prefetch: batches prepared ahead by the background thread (0: none).
     """
 
@@ -82,7 +84,7 @@ class Pipeline(keras.utils.PyDataset):
             raise ValueError("cache_decoded must be True, False or 'auto'. "
                              f"Received: cache_decoded={cache_decoded!r}")
         self.cache_decoded = cache_decoded
-        self.decode_workers = _positive_int(workers or os.cpu_count() or 1, "workers")
+        self.decode_workers = None if workers is None else _positive_int(workers, "workers")
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
             raise ValueError(f"prefetch must be an integer >= 0. Received: prefetch={prefetch!r}")
         self.prefetch = prefetch
@@ -104,7 +106,6 @@ class Pipeline(keras.utils.PyDataset):
         self._epoch = 0  # the Keras epoch counter (advanced by on_epoch_end)
         self._offset = 0  # global step of this Keras epoch's batch 0, less epoch * len
         self._served = 0  # batches handed out in the current Keras epoch
-        self._in_epoch = False
         self._cache = None
         self._image_shape = None
         self._lock = threading.Lock()
@@ -136,19 +137,16 @@ class Pipeline(keras.utils.PyDataset):
         self._schedule(step + 1)
         return batch
 
-    def on_epoch_begin(self):
-        self._in_epoch = True
-
     def on_epoch_end(self):
-        # Keras also calls on_epoch_end once before training starts: only a begun epoch counts.
-        if self._in_epoch:
-            self._epoch += 1
-            self._served = 0
-            self._in_epoch = False
+        # Keras also ends "epochs" it only peeked into (fit's first look at batch 0, and the
+        # reset before training): only an epoch whose every batch was handed out advances.
+        with self._lock:
+            if self._served >= self._num_batches:
+                self._epoch += 1
+                self._served = 0
 
     def __iter__(self):
         """Iterate the rest of the current epoch, then advance to the next."""
-        self.on_epoch_begin()
         for i in range(self._served, self._num_batches):
             yield self[i]
         self.on_epoch_end()
@@ -196,7 +194,7 @@ class Pipeline(keras.utils.PyDataset):
             for f in self._futures.values():
                 f.cancel()
             self._futures.clear()
-            self._epoch, self._offset, self._served, self._in_epoch = epoch, batch, 0, False
+            self._epoch, self._offset, self._served = epoch, batch, 0
 
     # === Batches ===
 
@@ -234,7 +232,7 @@ class Pipeline(keras.utils.PyDataset):
         if hasattr(self.source, "images"):
             return self._fit(self.source.images(idx))
         return decode_batch(self.source.encoded_many(idx), size=self.image_size,
-                            threads=self.decode_workers)
+                            threads=self._threads())
 
     @property
     def image_shape(self):
@@ -247,6 +245,12 @@ class Pipeline(keras.utils.PyDataset):
             else:
                 self._image_shape = decode_image(self.source.encoded_many([0])[0]).shape
         return self._image_shape
+
+    def _threads(self):
+        if self.decode_workers is not None:
+            return self.decode_workers
+        h, w = self.image_shape[:2]
+        return 1 if h * w <= SMALL_IMAGE_PIXELS else (os.cpu_count() or 1)
 
     def _fit(self, images):
         if self.image_size is None or images.shape[1:3] == self.image_size:
@@ -272,7 +276,7 @@ class Pipeline(keras.utils.PyDataset):
                         cache[idx] = self._fit(self.source.images(idx))
                     else:
                         decode_batch(self.source.encoded_many(idx), size=self.image_size,
-                                     threads=self.decode_workers, out=cache[idx[0] : idx[-1] + 1])
+                                     threads=self._threads(), out=cache[idx[0] : idx[-1] + 1])
                 self._cache = cache
             return self._cache
 

@@ -106,10 +106,11 @@ class FolderSource:
 
 
 class TFRecordSource:
-    """TFRecord shards of image Examples, as written by `layerkit.data.records`.
+    """TFRecord shards of image Examples in a folder, as `layerkit.data.records` writes them.
 
-    Reads ``dataset.json`` (class names) in the folder, indexes every record and
-    parses each once to learn its label; records are read by global index.
+    ``dataset.json`` gives the class names, the feature keys and the shard order; without
+    it every ``*.tfrecord`` in the folder is read, in name order, with `keys` (default
+    `ImageKeys()`). Each record is parsed once at opening to learn its label.
     """
 
     def __init__(self, folder, keys=None):
@@ -117,13 +118,22 @@ class TFRecordSource:
         from layerkit.data.tfrecord import Shards
 
         folder = Path(folder)
-        self._parse = parse_image_example
-        self._keys = keys or ImageKeys()
-        self._shards = Shards(folder)
         meta_path = folder / "dataset.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta = {}
+        if meta_path.exists():
+            try:
+                meta = json.loads(meta_path.read_text())
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise ValueError(f"{meta_path}: not valid JSON: {err}") from err
+        if keys is None:
+            keys = ImageKeys(**meta["keys"]) if isinstance(meta.get("keys"), dict) else ImageKeys()
+        self._keys, self._parse = keys, parse_image_example
+        shard_files = [folder / s["file"] for s in meta.get("shards", [])]
+        self._shards = Shards(shard_files or folder)
         payloads = self._shards.read_many(range(len(self._shards)))
-        labels = np.asarray([self._parse(p, self._keys)[1] for p in payloads], np.int64)
+        labels = np.asarray([parse_image_example(p, keys)[1] for p in payloads], np.int64)
+        if len(labels) == 0:
+            raise ValueError(f"{folder}: the shards hold no records")
         classes = meta.get("classes") or [str(i) for i in range(int(labels.max()) + 1)]
         self.classes = tuple(str(c) for c in classes)
         self.labels = _check_labels(labels, len(labels), self.classes, str(folder))

@@ -1,0 +1,156 @@
+import keras
+import numpy as np
+import pytest
+
+from layerkit.data.pipeline import Pipeline
+from layerkit.data.sources import ArraySource, open_dataset
+
+
+def _numbered(n=50, size=4):
+    """Image k is filled with k: the batch contents say which examples came."""
+    images = np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None, None],
+                             (n, size, size, 3)).copy()
+    return ArraySource(images, np.arange(n) % 5)
+
+
+def _ids(batches):
+    return [int(v) for x, _ in batches for v in x[:, 0, 0, 0]]
+
+
+def _epoch(pipeline):
+    return list(iter(pipeline))
+
+
+def test_batches_are_uint8_nhwc_and_int32():
+    p = Pipeline(open_dataset("sample", "test"), 16, prefetch=0)
+    x, y = p[0]
+    assert x.shape == (16, 32, 32, 3) and x.dtype == np.uint8
+    assert y.shape == (16,) and y.dtype == np.int32
+    assert len(p) == 1000 // 16 and p.image_shape == (32, 32, 3)
+
+
+def test_same_seed_same_batches_other_seed_other_order():
+    a, b, c = (_ids(_epoch(Pipeline(_numbered(), 8, seed=s))) for s in (3, 3, 4))
+    assert a == b and a != c
+
+
+def test_every_example_once_per_epoch_and_reshuffled():
+    p = Pipeline(_numbered(), 10, seed=1)
+    first, second = _ids(_epoch(p)), _ids(_epoch(p))
+    assert sorted(first) == sorted(second) == list(range(50))
+    assert first != second
+    assert p.state()["epoch"] == 2
+
+
+def test_drop_remainder_and_last_partial_batch():
+    assert len(Pipeline(_numbered(), 8)) == 6  # shuffle: drops the 2 left over
+    p = Pipeline(_numbered(), 8, shuffle=False)
+    batches = _epoch(p)
+    assert len(batches) == 7 and len(batches[-1][1]) == 2
+    assert _ids(batches) == list(range(50))
+
+
+def test_labels_follow_their_images():
+    p = Pipeline(_numbered(), 7, seed=2)
+    for x, y in _epoch(p):
+        np.testing.assert_array_equal(y, x[:, 0, 0, 0] % 5)
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_processes_get_disjoint_slices(drop):
+    seen = []
+    for index in range(3):
+        p = Pipeline(_numbered(), 4, seed=5, process_index=index, process_count=3,
+                     drop_remainder=drop)
+        seen.append(_ids(_epoch(p)))
+    for i in range(3):
+        for j in range(i):
+            assert not set(seen[i]) & set(seen[j])
+    everything = sorted(sum(seen, []))
+    if drop:
+        assert len({len(s) for s in seen}) == 1 and len(everything) == 3 * 16
+    else:
+        assert everything == list(range(50))
+
+
+def test_restore_gives_the_same_following_batches():
+    p = Pipeline(_numbered(), 8, seed=9)
+    _epoch(p)
+    p[0], p[1]  # hand out two batches of epoch 1
+    state = p.state()
+    assert state["epoch"] == 1 and state["batch"] == 2
+    rest = _ids(list(iter(p))) + _ids(_epoch(p))
+    q = Pipeline(_numbered(), 8, seed=9)
+    q.restore(state)
+    # The first Keras-style epoch after restoring runs into the next data epoch.
+    resumed = _ids(_epoch(q))
+    assert resumed == rest[: len(resumed)]
+    assert len(resumed) == 48 and q.state() == {**state, "epoch": 2}
+
+
+def test_set_epoch_matches_iterating():
+    p = Pipeline(_numbered(), 8, seed=9)
+    _epoch(p), _epoch(p)
+    third = _ids(_epoch(p))
+    q = Pipeline(_numbered(), 8, seed=9)
+    q.set_epoch(2)
+    assert _ids(_epoch(q)) == third
+
+
+def test_cache_gives_the_same_batches_as_decoding():
+    source = open_dataset("sample", "test")
+    cached = Pipeline(source, 32, seed=1, cache_decoded=True)
+    fresh = Pipeline(source, 32, seed=1, cache_decoded=False, prefetch=0)
+    for i in (0, 5):
+        np.testing.assert_array_equal(cached[i][0], fresh[i][0])
+
+
+def test_image_size_resizes():
+    p = Pipeline(open_dataset("sample", "test"), 4, image_size=(20, 24), cache_decoded=False)
+    assert p[0][0].shape == (4, 20, 24, 3)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(batch_size=0), "batch_size must be a positive integer. Received: batch_size=0"),
+    (dict(batch_size=2.5), "batch_size"),
+    (dict(batch_size=4, process_index=3, process_count=3), r"process_index must be in \[0, 3\)"),
+    (dict(batch_size=4, cache_decoded="yes"), "cache_decoded"),
+    (dict(batch_size=4, image_size=(32,)), "image_size"),
+    (dict(batch_size=4, seed=-1), "seed"),
+    (dict(batch_size=64), "make no full batch of 64"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Pipeline(_numbered(), **kwargs)
+
+
+def test_bad_state_and_source():
+    p = Pipeline(_numbered(), 8)
+    with pytest.raises(ValueError, match="seed=0, this pipeline has seed=1"):
+        Pipeline(_numbered(), 8, seed=1).restore(p.state())
+    with pytest.raises(ValueError, match="batch in"):
+        p.restore({"epoch": 0, "batch": 99})
+    with pytest.raises(ValueError, match="encoded_many"):
+        Pipeline(object(), 8)
+
+
+def test_fit_evaluate_predict_with_a_pipeline():
+    train = Pipeline(open_dataset("sample", "train"), 32, seed=0)
+    test = Pipeline(open_dataset("sample", "test"), 100, shuffle=False)
+    model = keras.Sequential([
+        keras.Input((32, 32, 3)),
+        keras.layers.Rescaling(1 / 255),
+        keras.layers.Conv2D(4, 3, strides=4),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(10),
+    ])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], jit_compile=True)
+    history = model.fit(train, epochs=2, steps_per_epoch=None, shuffle=False, verbose=0,
+                        validation_data=test)
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
+    # fit peeks at batch 0 before training: still one data epoch per Keras epoch
+    assert train.state()["epoch"] == 2 and train.state()["batch"] == 0
+    loss, accuracy = model.evaluate(test, verbose=0)
+    assert np.isfinite(loss) and 0 <= accuracy <= 1
+    assert model.predict(test, verbose=0).shape == (1000, 10)
