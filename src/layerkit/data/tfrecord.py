@@ -351,7 +351,7 @@ class ShardReader:
             else:
                 self.index_source = "index"
         except BaseException:
-            os.close(self._fd)
+            self.close()
             raise
         self.offsets = offsets
         self.offsets.setflags(write=False)
