@@ -9,7 +9,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `layerkit --help` lists them.
-COMMANDS = ["train", "models", "bench", "records"]
+COMMANDS = ["train", "evaluate", "predict", "recipes", "models", "records", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:

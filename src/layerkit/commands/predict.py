@@ -1,0 +1,18 @@
+"""`layerkit predict RUN_DIR IMAGE...`: class names and probabilities for image files."""
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("predict", help="classify image files with a run's weights")
+    p.add_argument("run_dir")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--weights", choices=("best", "last"), default="best")
+    p.add_argument("--top", type=int, default=3)
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from layerkit.training.inference import predict_files
+
+    for path, ranked in predict_files(args.run_dir, args.images, weights=args.weights, top=args.top):
+        print(path + ": " + ", ".join(f"{name} {p:.3f}" for name, p in ranked))
+    return 0

@@ -1,0 +1,50 @@
+"""`layerkit train`: train from a recipe (default: a small model on the embedded sample)."""
+
+import sys
+import time
+from pathlib import Path
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "train", help="train a model from a recipe and leave a full record in --out",
+        description="Train from a recipe. With no arguments: a small CNN on the embedded CIFAR-10 "
+                    "sample. Extra key=value arguments override any config key (see `layerkit recipes --keys`).")
+    p.add_argument("--recipe", default=None, help="a recipe name (see `layerkit recipes`); default: sample")
+    p.add_argument("--model", default=None, help="a zoo model name; overrides the recipe's model")
+    p.add_argument("--data", default=None, help="sample, cifar10, flowers, or a path (.npz, shards, folders)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--out", default=None, help="run directory (default: runs/RECIPE-TIMESTAMP)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--precision", choices=("bf16", "fp32"), default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--smoke", action="store_true", help="the recipe's seconds-long smoke variant")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. lr=0.05")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from layerkit.training import apply_overrides, get_recipe, train
+
+    if args.resume:
+        if not args.out:
+            raise ValueError("--resume needs --out DIR, the run directory to continue")
+        given = [k for k in ("recipe", "model", "data", "epochs", "batch_size", "precision", "seed")
+                 if getattr(args, k) is not None] + (["overrides"] if args.overrides else [])
+        if given:
+            print(f"layerkit train --resume: using the saved config of {args.out}; ignoring {given}",
+                  file=sys.stderr)
+        train(None, Path(args.out), resume=True)
+        return 0
+    name = args.recipe or "sample"
+    config = get_recipe(name, smoke_run=args.smoke)
+    flags = {"model": args.model, "data": args.data, "epochs": args.epochs,
+             "batch_size": args.batch_size, "precision": args.precision, "seed": args.seed}
+    config = apply_overrides(config, {k: v for k, v in flags.items() if v is not None})
+    config = apply_overrides(config, args.overrides)
+    out = Path(args.out or f"runs/{name}{'-smoke' if args.smoke else ''}-{time.strftime('%Y%m%d-%H%M%S')}")
+    print(f"layerkit train: recipe {name}, run directory {out}", file=sys.stderr)
+    train(config, out)
+    return 0
+

@@ -1,0 +1,162 @@
+"""A run's configuration: one flat, typed record, made by a recipe and adjusted by overrides.
+
+Recipes (``layerkit.training.recipes``) return a `Config`; the CLI applies
+``key=value`` overrides with `apply_overrides`, which converts each value to the
+field's type and rejects unknown keys with the list of valid ones.
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Config:
+    # === Model ===
+    model: str = "cnn"  # a zoo name, see `layerkit models`
+    model_options: dict = field(default_factory=dict)  # passed to layerkit.models.create
+    # === Data ===
+    data: str = "sample"  # a named data set (sample, cifar10, flowers) or a path
+    data_dir: str = ""  # where named data sets are looked up ("" = the usual places)
+    image_size: int = 0  # resize/crop images to this square size (0 = as stored)
+    validation: str = "test"  # "test", or a fraction like "0.1" of the shuffled train split
+    train_limit: int = 0  # use only this many training images (0 = all); for smoke runs
+    test_limit: int = 0  # likewise for the test split
+    augment: str = "none"  # an augmentation preset of layerkit.augment
+    normalize: str = "mean_std"  # mean_std (fitted on train), zca, unit (x/255), signed (x/127.5-1)
+    # === Optimisation ===
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"  # sgd, adam, adamw, rmsprop
+    lr: float = 0.05  # peak learning rate
+    momentum: float = 0.9  # SGD momentum (or RMSprop's rho-free momentum)
+    nesterov: bool = True
+    weight_decay: float = 0.0  # decoupled (AdamW/SGDW style), per step, scaled by lr
+    l2: float = 0.0  # coupled L2 penalty on kernels (the tutorials' kernel_regularizer)
+    schedule: str = "cosine"  # constant, step, cosine, warmup_exp, onecycle
+    warmup_epochs: float = 0.0  # linear ramp-up length
+    step_epochs: tuple = ()  # epochs at which "step" multiplies the lr by step_factor
+    step_factor: float = 0.2
+    decay_rate: float = 0.8  # per-epoch decay of "warmup_exp"
+    min_lr: float = 0.0
+    label_smoothing: float = 0.0
+    ema: float = 0.0  # EMA decay of the weights (0 = off), via keras SwapEMAWeights
+    precision: str = "fp32"  # fp32 or bf16 (mixed)
+    # === Run ===
+    seed: int = 0
+    tta: bool = False  # test-time augmentation (horizontal flip) in the final evaluation
+    steps_per_epoch: int = 0  # 0 = a full pass over the training split
+    report: bool = True  # write plots and report.md at the end
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"Unknown config keys {sorted(unknown)}. Valid keys: {', '.join(keys())}")
+        config = cls()
+        for name, value in values.items():
+            setattr(config, name, _coerce(name, value))
+        return config
+
+
+def keys() -> list[str]:
+    return [f.name for f in dataclasses.fields(Config)]
+
+
+_TYPES = {f.name: f.type for f in dataclasses.fields(Config)}
+
+
+def _coerce(name, value):
+    kind = _TYPES[name]
+    try:
+        if isinstance(value, str):
+            if kind is bool:
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            if kind is dict:
+                parsed = json.loads(value)
+                if not isinstance(parsed, dict):
+                    raise ValueError(value)
+                return parsed
+            if kind is tuple:
+                return tuple(float(v) for v in value.strip("()[] ").split(",") if v.strip())
+            return kind(value)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if kind is tuple and isinstance(value, (list, tuple)):
+            return tuple(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(value)
+        return value
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise ValueError(
+            f"Config key '{name}' expects {kind.__name__}. Received: {value!r}"
+        ) from None
+
+
+def apply_overrides(config: Config, overrides) -> Config:
+    """Apply ``key=value`` strings (or a dict). Dotted ``model_options.KEY=VALUE`` sets one option."""
+    items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides]
+    config = dataclasses.replace(config, model_options=dict(config.model_options))
+    for key, value in items:
+        if key.startswith("model_options.") or key.startswith("model."):
+            opt = key.split(".", 1)[1]
+            try:
+                config.model_options[opt] = json.loads(value) if isinstance(value, str) else value
+            except json.JSONDecodeError:
+                config.model_options[opt] = value
+            continue
+        if key not in _TYPES:
+            raise ValueError(f"Unknown config key '{key}'. Valid keys: {', '.join(keys())}")
+        setattr(config, key, _coerce(key, value))
+    validate(config)
+    return config
+
+
+def _split(text: str):
+    if "=" not in text:
+        raise ValueError(f"Overrides look like key=value. Received: {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
+
+
+CHOICES = {
+    "optimizer": ("sgd", "adam", "adamw", "rmsprop"),
+    "schedule": ("constant", "step", "cosine", "warmup_exp", "onecycle"),
+    "precision": ("fp32", "bf16"),
+    "normalize": ("mean_std", "zca", "unit", "signed"),
+}
+
+
+def validate(config: Config) -> Config:
+    for key, choices in CHOICES.items():
+        if getattr(config, key) not in choices:
+            raise ValueError(
+                f"Config key '{key}' must be one of {', '.join(choices)}. Received: {getattr(config, key)!r}"
+            )
+    for key in ("epochs", "batch_size"):
+        if getattr(config, key) < 1:
+            raise ValueError(f"Config key '{key}' must be >= 1. Received: {getattr(config, key)}")
+    if config.lr <= 0:
+        raise ValueError(f"Config key 'lr' must be > 0. Received: {config.lr}")
+    if not 0 <= config.label_smoothing < 1:
+        raise ValueError(f"Config key 'label_smoothing' must be in [0, 1). Received: {config.label_smoothing}")
+    if not 0 <= config.ema < 1:
+        raise ValueError(f"Config key 'ema' must be in [0, 1). Received: {config.ema}")
+    if config.validation != "test":
+        try:
+            frac = float(config.validation)
+        except ValueError:
+            frac = -1
+        if not 0 < frac < 1:
+            raise ValueError(
+                f"Config key 'validation' must be 'test' or a fraction in (0, 1). Received: {config.validation!r}"
+            )
+    return config

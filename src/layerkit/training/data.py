@@ -1,0 +1,71 @@
+"""The data of a run: train / validation / test pipelines made from a `Config`."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from layerkit.data.pipeline import Pipeline
+from layerkit.data.sources import open_dataset
+
+
+class Subset:
+    """The images `indices` of `source`, renumbered 0..len-1 (for held-out and limited splits)."""
+
+    def __init__(self, source, indices):
+        self.base = source
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.labels = np.asarray(source.labels)[self.indices]
+        self.classes = source.classes
+        self.image_shape = getattr(source, "image_shape", None)
+        if hasattr(source, "encoded_many"):
+            self.encoded_many = lambda idx: source.encoded_many(self.indices[np.asarray(idx)])
+        if hasattr(source, "images"):
+            self.images = lambda idx: source.images(self.indices[np.asarray(idx)])
+
+    def __len__(self):
+        return len(self.indices)
+
+
+@dataclass
+class RunData:
+    train: Pipeline
+    validation: Pipeline
+    test: Pipeline
+    classes: tuple
+    image_shape: tuple
+    validation_name: str  # "test" or "held-out N of train"
+
+
+def load_data(config) -> RunData:
+    data_dir = config.data_dir or None
+    train_src = open_dataset(config.data, "train", data_dir)
+    test_src = open_dataset(config.data, "test", data_dir)
+    if tuple(train_src.classes) != tuple(test_src.classes):
+        raise ValueError(f"train and test splits of {config.data!r} name different classes: "
+                         f"{train_src.classes} vs {test_src.classes}")
+    rng = np.random.default_rng([config.seed, 1])
+    order = rng.permutation(len(train_src))  # shuffle before splitting: the packs are sorted by class
+    val_src = None
+    if config.validation != "test":
+        n_val = int(round(float(config.validation) * len(order)))
+        if not 0 < n_val < len(order):
+            raise ValueError(f"validation={config.validation} of {len(order)} images leaves no "
+                             "validation or no training images")
+        val_src, order = Subset(train_src, np.sort(order[:n_val])), order[n_val:]
+    if config.train_limit:
+        order = order[: config.train_limit]
+    train = Subset(train_src, np.sort(order))
+    if config.test_limit and config.test_limit < len(test_src):
+        keep = np.sort(np.random.default_rng([config.seed, 2]).permutation(len(test_src))[: config.test_limit])
+        test_src = Subset(test_src, keep)
+    size = (config.image_size, config.image_size) if config.image_size else None
+
+    def pipe(source, shuffle):
+        return Pipeline(source, config.batch_size, shuffle=shuffle, seed=config.seed,
+                        drop_remainder=shuffle, image_size=size)
+
+    train_pipe, test_pipe = pipe(train, True), pipe(test_src, False)
+    val_pipe = pipe(val_src, False) if val_src is not None else test_pipe
+    name = "test" if val_src is None else f"held-out {len(val_src)} of train (shuffled)"
+    return RunData(train_pipe, val_pipe, test_pipe, tuple(train_src.classes),
+                   tuple(train_pipe.image_shape), name)

@@ -1,0 +1,304 @@
+"""`train(config, workdir)`: one call that trains from a recipe and leaves a full record.
+
+A run directory holds: ``config.json`` (resolved), ``run.json`` (versions, devices),
+``history.csv`` (a row per epoch), ``tensorboard/`` (event files), ``last.keras`` and
+``best.keras`` (atomic), ``state.json`` (what a resume needs), and at the end
+``results.json``, ``report.md`` and the plots.
+"""
+
+import contextlib
+import csv
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from layerkit import augment, models
+from layerkit.training import report as reporting
+from layerkit.training.callbacks import (Checkpoints, GracefulStop, RunLogger, TensorBoardLogger,
+                                         atomic_write_text, restore_seed_states)
+from layerkit.training.config import Config, validate
+from layerkit.training.data import RunData, load_data
+from layerkit.training.losses import SparseCategoricalCrossentropy
+from layerkit.training.schedules import make_schedule
+
+NORMALIZE_SAMPLE = 10_000  # training images used to fit mean/std or ZCA
+
+
+class RunError(ValueError):
+    """A run directory that cannot be used as asked (exists, or has nothing to resume)."""
+
+
+# === Model ===
+
+
+@contextlib.contextmanager
+def precision(name: str):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16" if name == "bf16" else "float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _normalizer(config: Config, data: RunData):
+    name = config.normalize
+    if name == "unit":
+        return keras.layers.Rescaling(1 / 255.0, name="normalize")
+    if name == "signed":
+        return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="normalize")
+    pipe = data.train
+    n = min(NORMALIZE_SAMPLE, len(pipe.labels))
+    idx = np.sort(np.random.default_rng([config.seed, 3]).permutation(len(pipe.labels))[:n])
+    sample = pipe.read(idx).astype("float32")
+    layer = (augment.ZCAWhitening(epsilon=0.1, name="normalize") if name == "zca"
+             else augment.FeatureNormalization(name="normalize"))
+    layer.adapt(sample)
+    return layer
+
+
+def build_model(config: Config, data: RunData) -> keras.Model:
+    """pixels (0..255) -> augmentation (training only) -> normalisation -> zoo model."""
+    options = dict(config.model_options)
+    for key in ("num_classes", "input_shape"):
+        if key in options:
+            raise ValueError(f"model_options.{key} is set from the data; do not pass it")
+    options.update(num_classes=len(data.classes), input_shape=data.image_shape)
+    if config.l2:
+        options["weight_decay"] = config.l2
+    net = models.create(config.model, **options)
+    inputs = keras.Input(data.image_shape, name="pixels")
+    x = inputs
+    for layer in augment.augmentation(config.augment, seed=config.seed):
+        x = layer(x)
+    x = _normalizer(config, data)(x)
+    return keras.Model(inputs, net(x), name=f"{config.model}-run")
+
+
+def make_optimizer(config: Config, schedule):
+    common = dict(learning_rate=schedule, weight_decay=config.weight_decay or None,
+                  use_ema=config.ema > 0, ema_momentum=config.ema or 0.99)
+    if config.optimizer == "sgd":
+        opt = keras.optimizers.SGD(momentum=config.momentum, nesterov=config.nesterov, **common)
+    elif config.optimizer == "adam":
+        opt = keras.optimizers.Adam(**common)
+    elif config.optimizer == "adamw":
+        opt = keras.optimizers.AdamW(**{**common, "weight_decay": config.weight_decay})
+    else:
+        opt = keras.optimizers.RMSprop(momentum=config.momentum if config.momentum < 1 else 0.0, **common)
+    if config.weight_decay:
+        opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])  # decay kernels only
+    return opt
+
+
+def compile_model(model, config: Config, steps_per_epoch: int):
+    schedule = make_schedule(config, steps_per_epoch)
+    model.compile(optimizer=make_optimizer(config, schedule),
+                  loss=SparseCategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                  metrics=["accuracy"], jit_compile=True)
+    return schedule
+
+
+def load_checkpoint(path) -> keras.Model:
+    return keras.saving.load_model(path, safe_mode=True)
+
+
+# === Run directory ===
+
+
+def _versions() -> dict:
+    import jax
+
+    from layerkit import __version__
+
+    return {"layerkit": __version__, "keras": keras.__version__, "jax": jax.__version__,
+            "python": platform.python_version(), "backend": keras.backend.backend(),
+            "devices": [str(d) for d in jax.devices()], "argv": sys.argv}
+
+
+def _truncate_history(path: Path, epochs: int) -> None:
+    """Drop CSV rows of epochs that were not checkpointed (a crash between the two)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(float(r[0])) < epochs]
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+
+
+def _prepare(config: Config, workdir: Path, resume: bool):
+    state_path = workdir / "state.json"
+    if resume:
+        if not (workdir / "config.json").exists():
+            raise RunError(f"--resume: {workdir} holds no run (no config.json); start one without --resume")
+        saved = Config.from_dict(json.loads((workdir / "config.json").read_text()))
+        state = json.loads(state_path.read_text()) if state_path.exists() else None
+        return saved, state
+    if state_path.exists() or (workdir / "config.json").exists():
+        raise RunError(f"{workdir} already holds a run: pass --resume to continue it, or choose another --out")
+    workdir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(workdir / "config.json", config.to_json())
+    return config, None
+
+
+def train(config: Config | None, workdir, resume: bool = False, verbose=None) -> dict:
+    """Train `config` into `workdir`, or with `resume` continue the run there from its
+    last checkpoint (its saved config is used; pass ``config=None``).
+
+    Returns the results dict also written to ``results.json``.
+    """
+    workdir = Path(workdir)
+    if not resume:
+        if config is None:
+            raise ValueError("train() needs a Config unless resume=True")
+        config = validate(config)
+    config, state = _prepare(config, workdir, resume)
+    atomic_write_text(workdir / "run.json", json.dumps(_versions(), indent=1))
+    keras.utils.set_random_seed(config.seed)
+    verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
+    initial_epoch = state["epochs_completed"] if state else 0
+
+    with precision(config.precision):
+        data = load_data(config)
+        atomic_write_text(workdir / "classes.json", json.dumps(list(data.classes)))
+        steps = config.steps_per_epoch or len(data.train)
+        if state:
+            model = load_checkpoint(workdir / "last.keras")
+            restore_seed_states(model, state["seed_states"])
+            print(f"resuming {workdir} after epoch {initial_epoch} of {config.epochs}", file=sys.stderr)
+        else:
+            model = build_model(config, data)
+            compile_model(model, config, steps)
+        print(f"layerkit: {config.model} on {config.data} ({len(data.train.labels)} train images, "
+              f"validation: {data.validation_name}); devices: {_versions()['devices']}", file=sys.stderr)
+
+        checkpoints = Checkpoints(workdir)
+        if state:
+            checkpoints.restore(state)
+        _truncate_history(workdir / "history.csv", initial_epoch)
+        callbacks = [
+            RunLogger(config.batch_size),
+            keras.callbacks.TerminateOnNaN(),
+            keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
+            TensorBoardLogger(workdir / "tensorboard"),
+            checkpoints,
+            GracefulStop(),
+        ]
+        if config.ema:
+            callbacks.insert(1, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+        data.train.set_epoch(initial_epoch)
+        start = time.perf_counter()
+        if initial_epoch < config.epochs:
+            model.fit(data.train, validation_data=data.validation, epochs=config.epochs,
+                      initial_epoch=initial_epoch, steps_per_epoch=config.steps_per_epoch or None,
+                      shuffle=False, verbose=verbose, callbacks=callbacks)
+        train_seconds = time.perf_counter() - start
+        done = json.loads((workdir / "state.json").read_text())["epochs_completed"] \
+            if (workdir / "state.json").exists() else 0
+        if done < config.epochs:
+            print(f"layerkit: stopped after epoch {done} of {config.epochs}; continue with "
+                  f"`layerkit train --resume --out {workdir}`", file=sys.stderr)
+            return {"epochs_completed": done, "stopped": True}
+        if config.ema:
+            model.optimizer.finalize_variable_values(model.trainable_variables)
+        return finish(config, workdir, model, data, train_seconds, checkpoints)
+
+
+# === Evaluation and the record ===
+
+
+def predict_probabilities(model, pipe, tta: bool = False) -> np.ndarray:
+    probs = np.asarray(model.predict(pipe, verbose=0), dtype="float64")
+    if tta:
+        flipped = np.asarray(model.predict(_Flipped(pipe), verbose=0), dtype="float64")
+        probs = (probs + flipped) / 2
+    return probs
+
+
+class _Flipped(keras.utils.PyDataset):
+    """The same batches, mirrored left-right (test-time augmentation)."""
+
+    def __init__(self, pipe):
+        super().__init__()
+        self.pipe = pipe
+
+    def __len__(self):
+        return len(self.pipe)
+
+    def __getitem__(self, i):
+        x, y = self.pipe[i]
+        return x[:, :, ::-1], y
+
+
+def scores(probs, labels) -> dict:
+    labels = np.asarray(labels)
+    p = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)
+    return {"accuracy": float(np.mean(probs.argmax(-1) == labels)), "loss": float(-np.mean(np.log(p)))}
+
+
+def finish(config, workdir: Path, model, data: RunData, train_seconds: float, checkpoints) -> dict:
+    labels = data.test.labels
+    final = predict_probabilities(model, data.test)
+    results = {"test_images": int(len(labels)),
+               "test_accuracy_final": scores(final, labels)["accuracy"],
+               "test_loss_final": scores(final, labels)["loss"]}
+    if config.tta:
+        results["test_accuracy_final_tta"] = scores(predict_probabilities(model, data.test, True), labels)["accuracy"]
+    if (workdir / "best.keras").exists():
+        best = load_checkpoint(workdir / "best.keras")
+        results["test_accuracy_best"] = scores(predict_probabilities(best, data.test), labels)["accuracy"]
+        results["best_epoch"] = checkpoints.best_epoch
+        results["best_selected_on"] = data.validation_name
+        if config.tta:
+            results["test_accuracy_best_tta"] = scores(predict_probabilities(best, data.test, True), labels)["accuracy"]
+    history = reporting.read_history(workdir / "history.csv")
+    results.update(
+        epochs=config.epochs, train_seconds_this_session=round(train_seconds, 1),
+        train_seconds_total=round(sum(history.get("epoch_seconds", [])), 1),
+        parameters=int(model.count_params()),
+        mean_images_per_sec=round(float(np.mean(history["images_per_sec"])), 1) if history.get("images_per_sec") else None,
+    )
+    atomic_write_text(workdir / "results.json", json.dumps(results, indent=1))
+    if config.report:
+        write_record(config, workdir, model, data, final.argmax(-1), history, results)
+    print(f"test accuracy: {results['test_accuracy_final']:.4f} (end of training)"
+          + (f", {results['test_accuracy_best']:.4f} (best weights, epoch {results['best_epoch']})"
+             if "test_accuracy_best" in results else ""))
+    return results
+
+
+def write_record(config, workdir, model, data, predicted, history, results):
+    figures = reporting.plot_history(history, workdir)
+    train_labels = data.train.labels
+    per_class = [np.flatnonzero(train_labels == c)[:8] for c in range(len(data.classes))]
+    idx = np.sort(np.concatenate(per_class))
+    figures.append(reporting.plot_samples(data.train.read(idx), train_labels[idx], data.classes,
+                                          workdir / "samples.png"))
+    test_idx = np.arange(len(data.test.labels))
+    shown = np.concatenate([np.flatnonzero(predicted == data.test.labels)[:24],
+                            np.flatnonzero(predicted != data.test.labels)[:24]])
+    images = np.zeros((len(test_idx), *data.image_shape), np.uint8)
+    order = np.sort(shown)
+    if len(order):
+        images[order] = data.test.read(order)
+    figures += reporting.plot_predictions(images, data.test.labels, predicted, data.classes, workdir)
+    matrix = reporting.confusion_matrix(data.test.labels, predicted, len(data.classes))
+    np.savetxt(workdir / "confusion_matrix.csv", matrix, fmt="%d", delimiter=",",
+               header=",".join(data.classes))
+    figures.append(reporting.plot_confusion(matrix, data.classes, workdir / "confusion_matrix.png"))
+    notes = []
+    graph_note = reporting.plot_graph(model, workdir / "model.png")
+    if graph_note:
+        notes.append(graph_note)
+    else:
+        figures.append(workdir / "model.png")
+    notes.append("Predictions and confusion matrix use the end-of-training weights.")
+    reporting.write_report(workdir, config, results, figures, notes)
