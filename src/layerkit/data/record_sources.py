@@ -6,11 +6,13 @@ image i's encoded bytes plus ``describe(i)`` naming it in error messages.
 Folder and `.npz` images are passed on exactly as stored (a JPEG stays that JPEG).
 CIFAR-10's python batches hold raw pixels and no encoding, so each image is
 encoded as PNG (lossless). Those batches are Python pickles; they are read with
-`ArrayUnpickler`, which can build only plain numpy arrays (no object dtypes) and
-the builtin containers the pickle opcodes make: any other global is refused, so
-a hostile file cannot run code.
+`ArrayUnpickler`, which can build only plain numpy arrays (no object dtypes),
+``codecs.encode`` (bytes in Python 3 protocol-2 pickles) and the builtin values
+the pickle opcodes make: any other global is refused, so a hostile file cannot
+run code.
 """
 
+import codecs
 import io
 import pickle
 import tarfile
@@ -117,6 +119,7 @@ class ArrayUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): _dtype,
+        ("_codecs", "encode"): codecs.encode,  # bytes in protocol-2 pickles written by Python 3
     }
 
     def find_class(self, module, name):
@@ -135,7 +138,7 @@ def load_cifar_batch(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(pixels (n, 32, 32, 3) uint8, labels (n,) int64) from one CIFAR-10 python batch's bytes."""
     try:
         batch = ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
+    except Exception as err:  # noqa: BLE001 - any failure to parse untrusted bytes is a bad file
         raise ValueError(f"{name}: not a CIFAR-10 python batch: {type(err).__name__}: {err}") from err
     if not isinstance(batch, dict):
         raise ValueError(f"{name}: expected a dict with b'data' and b'labels', got {type(batch).__name__}")
