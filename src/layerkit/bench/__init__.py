@@ -4,4 +4,6 @@ A benchmark module exposes ``add_arguments(parser)`` and ``run(args) -> int`` an
 listed in `BENCHMARKS`; `layerkit bench NAME` runs it, `bench/NAME.py` too.
 """
 
-BENCHMARKS = {}
+BENCHMARKS = {
+    "pipeline": "layerkit.bench.pipeline",
+}
