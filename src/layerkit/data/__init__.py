@@ -4,3 +4,9 @@ from layerkit.data.decode import DecodeError, decode_batch, decode_image
 from layerkit.data.npz import EncodedImages, load_npz
 
 __all__ = ["DecodeError", "EncodedImages", "decode_batch", "decode_image", "load_npz"]
+
+from layerkit.data.example import ImageKeys, parse_example, parse_image_example  # noqa: E402
+from layerkit.data.records import records_info, verify_records, write_records  # noqa: E402
+from layerkit.data.tfrecord import RecordError, ShardReader, Shards, ShardWriter  # noqa: E402
+
+__all__ += ["ImageKeys", "parse_example", "parse_image_example", "records_info", "verify_records", "write_records", "RecordError", "ShardReader", "Shards", "ShardWriter"]
