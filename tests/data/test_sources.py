@@ -7,7 +7,8 @@ from PIL import Image
 
 from layerkit.data import embedded
 from layerkit.data.decode import decode_image
-from layerkit.data.sources import ArraySource, FolderSource, NpzSource, open_dataset, open_source
+from layerkit.data.sources import (ArraySource, FolderSource, NpzSource, Subset, open_dataset,
+                                    open_source)
 
 
 def _jpeg(color, size=(8, 8)):
@@ -105,3 +106,13 @@ def test_tfrecord_folder(tmp_path):
     assert source.classes == ("x", "y", "z")
     np.testing.assert_array_equal(source.labels, labels)
     assert source.encoded_many([2, 0]) == [blobs[2], blobs[0]]
+
+
+def test_subset_reads_through_to_its_source():
+    source = open_dataset("sample", "test")
+    part = Subset(source, [5, 2])
+    assert len(part) == 2 and part.classes == source.classes
+    np.testing.assert_array_equal(part.labels, source.labels[[5, 2]])
+    assert part.encoded_many([1]) == source.encoded_many([2])
+    with pytest.raises(ValueError, match=r"\[0, 1000\)"):
+        Subset(source, [1000])

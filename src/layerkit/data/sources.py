@@ -147,6 +147,31 @@ class TFRecordSource:
         return [self._parse(p, self._keys)[0] for p in payloads]
 
 
+class Subset:
+    """Some examples of another source, in the order given (e.g. a validation split)."""
+
+    def __init__(self, source, indices):
+        indices = np.asarray(indices)
+        if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer):
+            raise ValueError(f"Subset expects a 1-D array of integer indices. Received: "
+                             f"dtype {indices.dtype}, shape {indices.shape}")
+        if indices.size and (indices.min() < 0 or indices.max() >= len(source)):
+            raise ValueError(f"Subset indices must lie in [0, {len(source)}). Received: "
+                             f"{int(indices.min())}..{int(indices.max())}")
+        self.source = source
+        self.indices = indices.astype(np.int64)
+        self.classes = source.classes
+        self.labels = np.asarray(source.labels)[self.indices]
+        self.image_shape = getattr(source, "image_shape", None)
+        if hasattr(source, "encoded_many"):
+            self.encoded_many = lambda idx: source.encoded_many(self.indices[np.asarray(idx)])
+        else:
+            self.images = lambda idx: source.images(self.indices[np.asarray(idx)])
+
+    def __len__(self):
+        return len(self.indices)
+
+
 def _is_tfrecord_dir(path: Path) -> bool:
     return (path / "dataset.json").exists() or any(
         p.suffix == ".tfrecord" or ".tfrecord-" in p.name for p in path.iterdir())
