@@ -195,6 +195,15 @@ def test_image_that_does_not_decode(tmp_path):
     assert not (tmp_path / "o" / "dataset.json").exists()
 
 
+def test_failure_midway_leaves_no_shards(tmp_path):
+    files = {f"{i:03d}.jpg": jpeg("RGB", seed=i) for i in range(40)}
+    files["zzz.jpg"] = b"\xff\xd8 not really"
+    root = make_tree(tmp_path / "src", {"cats": files})
+    with pytest.raises(ValueError, match=r"zzz\.jpg: image does not decode"):
+        write_records(root, tmp_path / "o", shards=8, seed=0)  # seed 0 puts zzz.jpg in shard 6 of 8
+    assert list((tmp_path / "o").iterdir()) == []  # shards 0-5 were finished, then removed
+
+
 def test_label_out_of_range_in_source(tmp_path):
     blobs = [jpeg("RGB", seed=i) for i in range(3)]
     pack = save_pack(tmp_path / "p.npz", blobs, [0, 1, 2], ["a", "b"])

@@ -29,6 +29,7 @@ from layerkit.data.tfrecord import (
     ShardReader,
     ShardWriter,
     _atomic_write,
+    index_path,
 )
 
 DATASET_FILE = "dataset.json"
@@ -128,19 +129,26 @@ def write_records(
     threads = threads or min(4, os.cpu_count() or 1)
     bar = Progress(f"writing {out}", n, progress)
     shard_list, counts, sizes = [], Counter(), Counter()
-    with ThreadPoolExecutor(threads) as pool:
-        for k in range(shards):
-            path = out / shard_name(name, k, shards)
-            with ShardWriter(path, max_record_bytes) as writer:
-                part = order[bounds[k] : bounds[k + 1]]
-                for lo in range(0, len(part), CHUNK):
-                    for data, label, fmt, h, w in pool.map(lambda i: _prepare(source, int(i)), part[lo : lo + CHUNK]):
-                        writer.write(encode_image_example(data, label, fmt, h, w, keys))
-                        counts[label] += 1
-                        sizes[f"{h}x{w}"] += 1
-                    bar.update(bounds[k] + lo + len(part[lo : lo + CHUNK]))
-            shard_list.append({"file": path.name, "records": len(part), "bytes": path.stat().st_size})
-    bar.close()
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            for k in range(shards):
+                path = out / shard_name(name, k, shards)
+                with ShardWriter(path, max_record_bytes) as writer:
+                    part = order[bounds[k] : bounds[k + 1]]
+                    for lo in range(0, len(part), CHUNK):
+                        for data, label, fmt, h, w in pool.map(lambda i: _prepare(source, int(i)), part[lo : lo + CHUNK]):
+                            writer.write(encode_image_example(data, label, fmt, h, w, keys))
+                            counts[label] += 1
+                            sizes[f"{h}x{w}"] += 1
+                        bar.update(bounds[k] + lo + len(part[lo : lo + CHUNK]))
+                shard_list.append({"file": path.name, "records": len(part), "bytes": path.stat().st_size})
+    except BaseException:
+        for s in shard_list:  # no partial data set: drop the shards this call finished
+            for p in (out / s["file"], index_path(out / s["file"])):
+                p.unlink(missing_ok=True)
+        raise
+    finally:
+        bar.close()
     info = {
         "format": FORMAT,
         "source": source.name,
