@@ -1,0 +1,97 @@
+"""A real run on the embedded sample leaves every artefact, well-formed."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from layerkit.training import apply_overrides, get_recipe, train
+from layerkit.training.events import read_scalars
+from layerkit.training.run import RunError, load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    config = apply_overrides(get_recipe("sample", smoke_run=True), ["epochs=2", "tta=true"])
+    results = train(config, out, verbose=0)
+    return out, results
+
+
+def test_every_artefact_is_written(run_dir):
+    out, results = run_dir
+    for name in ("config.json", "run.json", "classes.json", "history.csv", "state.json", "best.keras",
+                 "last.keras", "results.json", "report.md", "confusion_matrix.csv"):
+        assert (out / name).is_file(), name
+    for png in ("accuracy", "loss", "lr", "samples", "predictions_correct", "predictions_incorrect",
+                "confusion_matrix"):
+        with Image.open(out / f"{png}.png") as img:
+            img.verify()
+        assert f"({png}.png)" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "model graph" in report or (out / "model.png").is_file()
+
+
+def test_history_csv_has_a_row_per_epoch_with_lr_and_speed(run_dir):
+    out, _ = run_dir
+    with open(out / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    for col in ("accuracy", "loss", "val_accuracy", "val_loss", "lr", "images_per_sec"):
+        assert all(float(r[col]) >= 0 for r in rows), col
+    assert float(rows[0]["lr"]) != float(rows[1]["lr"])  # the one-cycle schedule moved
+
+
+def test_tensorboard_events_hold_the_epoch_scalars(run_dir):
+    out, _ = run_dir
+    files = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(files) == 1
+    scalars = read_scalars(files[0])
+    assert [s for s, _ in scalars["val_accuracy"]] == [1, 2]
+    history = list(csv.DictReader(open(out / "history.csv")))
+    np.testing.assert_allclose([v for _, v in scalars["loss"]], [float(r["loss"]) for r in history], rtol=1e-6)
+
+
+def test_results_and_checkpoints(run_dir):
+    out, results = run_dir
+    saved = json.loads((out / "results.json").read_text())
+    assert saved == json.loads(json.dumps(results))
+    for key in ("test_accuracy_final", "test_accuracy_best", "test_accuracy_final_tta", "best_epoch"):
+        assert key in saved
+    assert 0 <= saved["test_accuracy_final"] <= 1 and saved["test_images"] == 128
+    model = load_checkpoint(out / "last.keras")
+    assert model.count_params() == saved["parameters"]
+    state = json.loads((out / "state.json").read_text())
+    assert state["epochs_completed"] == 2 and state["best_epoch"] in (1, 2)
+    matrix = np.loadtxt(out / "confusion_matrix.csv", delimiter=",", dtype=int)
+    assert matrix.shape == (10, 10) and matrix.sum() == 128
+    assert np.trace(matrix) / 128 == pytest.approx(saved["test_accuracy_final"])
+
+
+def test_evaluate_and_predict_commands(run_dir, tmp_path):
+    out, results = run_dir
+    cmd = [sys.executable, "-m", "layerkit.cli"]
+    ev = subprocess.run(cmd + ["evaluate", str(out), "--weights", "last"], capture_output=True, text=True)
+    assert ev.returncode == 0, ev.stderr
+    assert f"{results['test_accuracy_final']:.4f}" in ev.stdout
+    from layerkit.data import embedded
+
+    img = tmp_path / "x.jpg"
+    img.write_bytes(embedded.load("test").encoded(0))
+    pr = subprocess.run(cmd + ["predict", str(out), str(img), "--top", "2"], capture_output=True, text=True)
+    assert pr.returncode == 0, pr.stderr
+    names = json.loads((out / "classes.json").read_text())
+    line = pr.stdout.strip()
+    assert line.startswith(str(img)) and sum(n in line for n in names) == 2
+
+
+def test_refuses_to_overwrite_a_run_and_to_resume_nothing(run_dir, tmp_path):
+    out, _ = run_dir
+    with pytest.raises(RunError, match="already holds a run"):
+        train(get_recipe("sample", smoke_run=True), out)
+    with pytest.raises(RunError, match="no run"):
+        train(None, tmp_path / "empty", resume=True)
