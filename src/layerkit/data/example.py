@@ -48,6 +48,8 @@ def encode_varint(value: int) -> bytes:
 
 def decode_varint(buf, pos: int, end: int) -> tuple[int, int]:
     """(value, next position) of the varint at `pos`; at most ten bytes, none past `end`."""
+    if pos < end and buf[pos] < 0x80:  # fast path: tags and short lengths are one byte
+        return buf[pos], pos + 1
     result = shift = 0
     for k in range(MAX_VARINT_BYTES):
         if pos >= end:
@@ -76,7 +78,11 @@ def iter_fields(buf, start: int = 0, end: int | None = None):
     end = len(buf) if end is None else end
     pos = start
     while pos < end:
-        key, pos = decode_varint(buf, pos, end)
+        key = buf[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = decode_varint(buf, pos, end)
         field, wire_type = key >> 3, key & 7
         if field == 0:
             raise ExampleError(f"field number 0 at byte {pos} (not a protobuf message)")
@@ -174,8 +180,12 @@ def _parse_feature(buf, start, end) -> list:
     return values
 
 
-def parse_example(payload) -> dict[str, list]:
-    """Parse a serialized `tf.train.Example` into ``{key: list of bytes | float | int}``."""
+def parse_example(payload, keys=None) -> dict[str, list]:
+    """Parse a serialized `tf.train.Example` into ``{key: list of bytes | float | int}``.
+
+    With `keys` (a collection of names), only those features' values are decoded
+    and returned: faster when a record holds more than the reader needs.
+    """
     if not isinstance(payload, (bytes, bytearray, memoryview)):
         raise ExampleError(f"an Example payload must be bytes-like, got {type(payload).__name__}")
     buf = bytes(payload)
@@ -190,7 +200,7 @@ def parse_example(payload) -> dict[str, list]:
                 continue
             if ftype != LEN:
                 raise ExampleError(f"Features.feature entry has wire type {ftype}, expected {LEN}")
-            key, value = "", []
+            key, value_span = "", None
             for efield, etype, espan in iter_fields(buf, *entry):
                 if efield not in (1, 2):
                     continue
@@ -202,8 +212,9 @@ def parse_example(payload) -> dict[str, list]:
                     except UnicodeDecodeError as err:
                         raise ExampleError(f"feature key is not UTF-8: {buf[espan[0]:espan[1]][:40]!r}") from err
                 else:
-                    value = _parse_feature(buf, *espan)
-            out[key] = value
+                    value_span = espan
+            if keys is None or key in keys:
+                out[key] = _parse_feature(buf, *value_span) if value_span else []
     return out
 
 
@@ -262,13 +273,13 @@ def _single(features, key, kind, what):
 
 def parse_image_example(payload, keys: ImageKeys = DEFAULT_KEYS) -> tuple[bytes, int]:
     """(encoded image bytes, label) of a serialized image Example."""
-    features = parse_example(payload)
+    features = parse_example(payload, (keys.encoded, keys.label))
     return _single(features, keys.encoded, bytes, "image"), _single(features, keys.label, int, "label")
 
 
 def image_example_fields(payload, keys: ImageKeys = DEFAULT_KEYS) -> dict:
     """Every field `keys` names that is present: encoded, label, format, height, width."""
-    features = parse_example(payload)
+    features = parse_example(payload, (keys.encoded, keys.label, keys.format, keys.height, keys.width))
     out = {"encoded": _single(features, keys.encoded, bytes, "image"), "label": _single(features, keys.label, int, "label")}
     for name, kind in (("format", bytes), ("height", int), ("width", int)):
         key = getattr(keys, name)

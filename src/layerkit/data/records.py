@@ -259,8 +259,8 @@ def records_info(out_dir) -> dict:
             raise RecordError(str(err), reader.path, j, offset) from err
         label = fields["label"]
         counts[classes[label] if 0 <= label < len(classes) else f"<label {label}>"] += 1
-        sizes[f"{fields.get('height', '?')}x{fields.get('width', '?')}"] += 1
-        formats[fields.get("format", b"?").decode(errors="replace")] += 1
+        sizes[f"{fields['height']}x{fields['width']}" if "height" in fields and "width" in fields else "not recorded"] += 1
+        formats[fields["format"].decode(errors="replace") if "format" in fields else "not recorded"] += 1
         image_bytes += len(fields["encoded"])
         n += 1
     shard_bytes = sum((Path(out_dir) / s["file"]).stat().st_size for s in info["shards"])
