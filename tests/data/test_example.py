@@ -171,6 +171,15 @@ def test_unknown_fields_skipped_and_last_wins():
     assert parse_example(duplicate) == {"k": [2]}
 
 
+def test_parse_only_some_keys():
+    payload = encode_example({"a": [1], "b": [b"x"], "c": [2.0]})
+    assert parse_example(payload, ("a", "c", "missing")) == {"a": [1], "c": [2.0]}
+    bad_value = example_of(b"skip", ld(2, ld(1, b"abc")))
+    assert parse_example(bad_value, ("other",)) == {}  # values of keys not asked for are not decoded
+    with pytest.raises(ExampleError, match="packed FloatList of 3 bytes"):
+        parse_example(bad_value)
+
+
 # === Malformed payloads ===
 
 

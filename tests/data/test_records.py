@@ -353,6 +353,10 @@ def rewrite_shard(shard, payloads):
         (encode_image_example(b"\xff\xd8\xff\xe0 junk", 1, "jpeg", 32, 32), "DecodeError|not a decodable image|decode"),
         (encode_image_example(jpeg("RGB", (32, 32)), 12, "jpeg", 32, 32), "label 12 out of range for 10 classes"),
         (encode_image_example(jpeg("RGB", (32, 32)), 1, "jpeg", 31, 32), r"height x width \(31, 32\)"),
+        # a readable image and label, but another feature is malformed: still a bad record
+        (encode_image_example(jpeg("RGB", (32, 32)), 1, "jpeg", 32, 32)
+         + bytes.fromhex("0a10" "0a0e" "0a05") + b"extra" + bytes.fromhex("1205" "1203" "0a01") + b"a",
+         "packed FloatList of 1 bytes"),
     ],
 )
 def test_bad_record_named(written, bad, message):

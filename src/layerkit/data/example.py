@@ -277,12 +277,16 @@ def parse_image_example(payload, keys: ImageKeys = DEFAULT_KEYS) -> tuple[bytes,
     return _single(features, keys.encoded, bytes, "image"), _single(features, keys.label, int, "label")
 
 
-def image_example_fields(payload, keys: ImageKeys = DEFAULT_KEYS) -> dict:
-    """Every field `keys` names that is present: encoded, label, format, height, width."""
-    features = parse_example(payload, (keys.encoded, keys.label, keys.format, keys.height, keys.width))
+def image_fields(features: dict, keys: ImageKeys = DEFAULT_KEYS) -> dict:
+    """From parsed features: encoded and label (required), format, height, width (when present)."""
     out = {"encoded": _single(features, keys.encoded, bytes, "image"), "label": _single(features, keys.label, int, "label")}
     for name, kind in (("format", bytes), ("height", int), ("width", int)):
         key = getattr(keys, name)
         if key is not None and key in features:
             out[name] = _single(features, key, kind, name)
     return out
+
+
+def image_example_fields(payload, keys: ImageKeys = DEFAULT_KEYS) -> dict:
+    """Every field `keys` names that is present: encoded, label, format, height, width."""
+    return image_fields(parse_example(payload, (keys.encoded, keys.label, keys.format, keys.height, keys.width)), keys)

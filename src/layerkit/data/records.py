@@ -20,7 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from layerkit.data.decode import decode_image
-from layerkit.data.example import DEFAULT_KEYS, ImageKeys, encode_image_example, image_example_fields
+from layerkit.data.example import (
+    DEFAULT_KEYS,
+    ImageKeys,
+    encode_image_example,
+    image_example_fields,
+    image_fields,
+    parse_example,
+)
 from layerkit.data.record_sources import image_format, open_source
 from layerkit.data.tfrecord import (
     INDEX_SUFFIX,
@@ -224,7 +231,7 @@ def verify_records(out_dir, decode: bool = True, progress: bool | None = None) -
     n, counts = 0, Counter()
     for reader, j, offset, payload in _records(out_dir, info):
         try:
-            fields = image_example_fields(payload, keys)
+            fields = image_fields(parse_example(payload), keys)  # every feature parsed, not just ours
             label = fields["label"]
             if not 0 <= label < len(classes):
                 raise ValueError(f"label {label} out of range for {len(classes)} classes")
