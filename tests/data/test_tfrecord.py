@@ -397,3 +397,23 @@ def test_fuzz_mutated_shards(items, flips, cut, keep_index):
         n = read_everything(path)
         if not flips and cut % 3 != 0:
             assert n == len(items)
+
+
+def test_record_error_pickles_with_its_location(tmp_path):
+    import pickle
+
+    err = RecordError("payload fails its CRC", tmp_path / "a.tfrecord", 3, 120)
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is RecordError and str(back) == str(err)
+    assert (back.path, back.index, back.offset, back.reason) == (err.path, 3, 120, "payload fails its CRC")
+
+
+def test_reads_without_pread(tmp_path, monkeypatch):
+    import layerkit.data.tfrecord as tfrecord
+
+    items = payloads(30)
+    path = write_shard(tmp_path / "a.tfrecord", items)
+    monkeypatch.setattr(tfrecord, "_HAS_PREAD", False)
+    r = ShardReader(path)
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(r.read, range(30))) == items

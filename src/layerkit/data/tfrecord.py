@@ -18,6 +18,7 @@ naming the shard, the record and its byte offset.
 import os
 import secrets
 import struct
+import threading
 import warnings
 from bisect import bisect_right
 from pathlib import Path
@@ -53,6 +54,9 @@ class RecordError(ValueError):
         if offset is not None:
             where.append(f"byte offset {offset}")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+    def __reduce__(self):  # keep path/index/offset across processes (pickled by worker pools)
+        return type(self), (self.reason, self.path, self.index, self.offset)
 
 
 # === Checksums ===
@@ -315,11 +319,21 @@ class ShardWriter:
 
 # === Readers ===
 
+_HAS_PREAD = hasattr(os, "pread")
+_SEEK_LOCK = threading.Lock()
+
+
+def _seek_read(fd, n, offset) -> bytes:
+    """Where os.pread is missing (Windows): seek + read under a lock, still thread-safe."""
+    with _SEEK_LOCK:
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, n)
+
 
 def _pread(fd, n, offset) -> bytes:
     chunks, got = [], 0
     while got < n:  # pread may return fewer bytes than asked
-        chunk = os.pread(fd, n - got, offset + got)
+        chunk = os.pread(fd, n - got, offset + got) if _HAS_PREAD else _seek_read(fd, n - got, offset + got)
         if not chunk:
             break
         chunks.append(chunk)
