@@ -53,6 +53,70 @@ class _BatchNormalization(keras.layers.BatchNormalization):
         return ops.cast(outputs, self.compute_dtype)
 
 
+def _jax_same_conv():
+    """A stride-1 'same' NHWC/HWIO convolution whose gradients are canonical convolutions.
+
+    JAX writes a convolution's gradients as convolutions with permuted dimension labels.
+    Outside loops XLA:CPU rewrites them into its fast canonical form; inside the
+    `lax.scan` of `ReversibleStack` it does not, and they ran ~15x slower (measured:
+    a 4-block scan of conv VJPs, 8x32x32x16, 368 ms vs 24 ms on 2 CPU cores). Here
+    the transposes are explicit, so every convolution is NHWC x HWIO -> NHWC.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    dn = ("NHWC", "HWIO", "NHWC")
+
+    def conv(x, k):
+        return jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=dn)
+
+    @jax.custom_vjp
+    def same_conv(x, k):
+        return conv(x, k)
+
+    def fwd(x, k):
+        return conv(x, k), (x, k)
+
+    def bwd(residuals, dy):
+        x, k = residuals
+        kh, kw = k.shape[:2]
+        dx = conv(dy, jnp.flip(k, (0, 1)).swapaxes(2, 3))
+        # dk[a, b, i, o] = sum over n, h, w of x_padded[n, h + a, w + b, i] * dy[n, h, w, o]:
+        # a convolution of x as (i, H, W, n) with dy as an (H, W, n, o) kernel.
+        pad = ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2)
+        dk = jax.lax.conv_general_dilated(
+            jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(dy, (1, 2, 0, 3)), (1, 1), pad,
+            dimension_numbers=dn,
+        )
+        return dx, jnp.transpose(dk, (1, 2, 0, 3)).astype(k.dtype)
+
+    same_conv.defvjp(fwd, bwd)
+    return same_conv
+
+
+_SAME_CONV = []
+
+
+class _Conv2D(keras.layers.Conv2D):
+    """Conv2D whose stride-1 'same' channels-last convolution uses `_jax_same_conv` on JAX."""
+
+    def convolution_op(self, inputs, kernel):
+        if (
+            keras.backend.backend() != "jax"
+            or self.strides != (1, 1)
+            or self.dilation_rate != (1, 1)
+            or self.groups != 1
+            or self.padding != "same"
+            or self.data_format != "channels_last"
+            or any(size % 2 == 0 for size in self.kernel_size)
+        ):
+            return super().convolution_op(inputs, kernel)
+        if not _SAME_CONV:
+            _SAME_CONV.append(_jax_same_conv())
+        ops = keras.ops
+        return _SAME_CONV[0](ops.convert_to_tensor(inputs), ops.convert_to_tensor(kernel))
+
+
 @keras.saving.register_keras_serializable(package="layerkit")
 class ResidualFunction(keras.layers.Layer):
     """F or G of a `RevBlock`: a residual branch without its shortcut.
@@ -113,7 +177,7 @@ class ResidualFunction(keras.layers.Layer):
                 axis=self._channel_axis, momentum=self.momentum, epsilon=self.epsilon,
                 dtype=self.dtype_policy, name=f"bn{i}",
             )
-            conv = keras.layers.Conv2D(
+            conv = _Conv2D(
                 filters, kernel_size, strides=strides, padding="same", use_bias=False,
                 kernel_initializer=self.kernel_initializer,
                 kernel_regularizer=self.kernel_regularizer,
