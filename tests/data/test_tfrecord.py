@@ -136,6 +136,8 @@ def test_missing_index_is_rebuilt_by_one_scan(tmp_path):
         "pickle",  # an object array: refused, allow_pickle=False
         "stale",  # offsets of another shard
         "float",
+        "huge",  # an .npy header claiming 2**40 offsets
+        "large",  # more bytes than any index of this shard could hold
     ],
 )
 def test_invalid_index_is_ignored_with_a_warning(tmp_path, index_bytes):
@@ -152,6 +154,13 @@ def test_invalid_index_is_ignored_with_a_warning(tmp_path, index_bytes):
         offsets = np.load(ipath)
         with open(ipath, "wb") as f:
             np.save(f, offsets.astype(np.float64))
+    elif index_bytes == "huge":
+        data = ipath.read_bytes()
+        ipath.write_bytes(data.replace(b"(13,)", b"(1099511627776,)".ljust(5)))
+        assert b"1099511627776" in ipath.read_bytes()
+    elif index_bytes == "large":
+        with open(ipath, "wb") as f:
+            np.save(f, np.arange(10_000, dtype=np.int64))
     else:
         ipath.write_bytes(index_bytes)
     with pytest.warns(UserWarning, match="ignoring invalid index"):

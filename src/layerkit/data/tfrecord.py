@@ -15,6 +15,7 @@ reader may serve many threads. Every fault raises `RecordError`, a `ValueError`
 naming the shard, the record and its byte offset.
 """
 
+import io
 import os
 import secrets
 import struct
@@ -182,14 +183,33 @@ def check_offsets(offsets, size: int) -> str | None:
     return None
 
 
+def _npy_int64(data: bytes) -> np.ndarray:
+    """A 1-D little-endian int64 `.npy` from bytes; its header is checked against the data
+    before anything is allocated (np.load would allocate whatever shape the header claims)."""
+    f = io.BytesIO(data)
+    version = np.lib.format.read_magic(f)
+    header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = header(f)
+    if dtype != np.dtype("<i8") or len(shape) != 1 or fortran:
+        raise ValueError(f"expected a 1-D little-endian int64 array, got {dtype} of shape {shape}")
+    body = data[f.tell() :]
+    if len(body) != 8 * shape[0]:
+        raise ValueError(f"header claims {shape[0]} offsets, the file holds {len(body)} bytes of data")
+    return np.frombuffer(body, "<i8").astype(np.int64)
+
+
 def load_index(path, size: int) -> tuple[np.ndarray | None, str | None]:
     """(offsets, None) from a shard's index file, or (None, why not) if absent or invalid."""
     ipath = index_path(path)
     if not ipath.exists():
         return None, "no index"
+    limit = 8 * (size // FRAME_BYTES + 2) + 4096  # n + 1 int64 offsets and an .npy header
     try:
         with open(ipath, "rb") as f:
-            offsets = np.load(f, allow_pickle=False)
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            return None, f"{ipath} is larger than an index of a {size}-byte shard can be"
+        offsets = _npy_int64(data)
     except Exception as err:  # noqa: BLE001 - any unreadable index is rebuilt by a scan
         return None, f"{ipath} is not an .npy array: {type(err).__name__}: {err}"
     problem = check_offsets(offsets, size)
