@@ -328,8 +328,20 @@ def test_shards_global_index(tmp_path):
     assert list(explicit) == parts[2] + parts[0]
 
 
+def test_shards_folder_names(tmp_path):
+    names = ["flowers00-230.tfrec", "train.tfrecord-00001-of-00002", "a.tfrecords", "b.tfrecord"]
+    for k, name in enumerate(names):
+        write_shard(tmp_path / name, [name.encode()])
+    (tmp_path / "notes.txt").write_text("not a shard")
+    (tmp_path / ".b.tfrecord.1234.tmp").write_bytes(b"half a shard")
+    with Shards(tmp_path) as s:
+        assert [p.name for p in s.paths] == sorted(names)
+        assert sorted(s) == sorted(n.encode() for n in names)
+
+
 def test_shards_empty_folder(tmp_path):
-    with pytest.raises(ValueError, match=r"holds no \*\.tfrecord shards"):
+    (tmp_path / "x.tfrecord.index").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"holds no shards \(files named \*\.tfrecord"):
         Shards(tmp_path)
     with pytest.raises(ValueError, match="empty list"):
         Shards([])

@@ -33,7 +33,6 @@ FRAME_BYTES = HEADER_BYTES + FOOTER_BYTES
 MAX_RECORD_BYTES = 64 * 1024 * 1024  # refuse larger length fields before allocating
 MAX_COALESCED_READ = 8 * 1024 * 1024  # read_many joins neighbouring records up to this
 INDEX_SUFFIX = ".index"
-SHARD_PATTERN = "*.tfrecord"
 _MASK_DELTA = 0xA282EAD8
 _U32 = 0xFFFFFFFF
 
@@ -462,14 +461,23 @@ class ShardReader:
             self.close()
 
 
+def is_shard_name(name: str) -> bool:
+    """TFRecord shard names as TF and Keras labs write them; not indexes or hidden temp files."""
+    if name.startswith(".") or name.endswith(INDEX_SUFFIX):
+        return False
+    return name.endswith((".tfrecord", ".tfrecords", ".tfrec")) or ".tfrecord-" in name
+
+
 def shard_paths(paths_or_dir) -> list[Path]:
-    """Shard files named by a folder (its ``*.tfrecord`` files, sorted), one path or a list of paths."""
+    """Shard files named by a folder (its shard files, sorted by name), one path or a list of paths."""
     if isinstance(paths_or_dir, (str, os.PathLike)):
         p = Path(paths_or_dir)
         if p.is_dir():
-            paths = sorted(p.glob(SHARD_PATTERN))
+            paths = sorted(f for f in p.iterdir() if is_shard_name(f.name) and f.is_file())
             if not paths:
-                raise ValueError(f"folder {p} holds no {SHARD_PATTERN} shards")
+                raise ValueError(
+                    f"folder {p} holds no shards (files named *.tfrecord, *.tfrecords, *.tfrec or *.tfrecord-*)"
+                )
             return paths
         return [p]
     paths = [Path(p) for p in paths_or_dir]
