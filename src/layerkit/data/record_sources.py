@@ -99,7 +99,10 @@ def from_npz(path) -> Source:
 
 
 def _reconstruct(*args):
-    from numpy._core.multiarray import _reconstruct as reconstruct
+    try:
+        from numpy._core.multiarray import _reconstruct as reconstruct  # numpy >= 2
+    except ImportError:
+        from numpy.core.multiarray import _reconstruct as reconstruct  # numpy 1.26
 
     return reconstruct(*args)
 
