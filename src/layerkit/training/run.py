@@ -170,13 +170,15 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None) ->
         data = load_data(config)
         atomic_write_text(workdir / "classes.json", json.dumps(list(data.classes)))
         steps = config.steps_per_epoch or len(data.train)
+        model = build_model(config, data)
+        compile_model(model, config, steps)
         if state:
-            model = load_checkpoint(workdir / "last.keras")
+            # Same construction path as the uninterrupted run, then the saved state:
+            # weights, optimizer slots and step, random-generator counters.
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(workdir / "last.keras")
             restore_seed_states(model, state["seed_states"])
             print(f"resuming {workdir} after epoch {initial_epoch} of {config.epochs}", file=sys.stderr)
-        else:
-            model = build_model(config, data)
-            compile_model(model, config, steps)
         print(f"layerkit: {config.model} on {config.data} ({len(data.train.labels)} train images, "
               f"validation: {data.validation_name}); devices: {_versions()['devices']}", file=sys.stderr)
 
