@@ -80,3 +80,15 @@ def test_bad_arguments_name_the_argument(kwargs, name):
 def test_rejects_non_image_input():
     with pytest.raises(ValueError, match="4-D"):
         keras.Sequential([keras.Input((10,)), Residual(8)])
+
+
+def test_sequential_summary_counts_the_blocks():
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(16, 3, padding="same"),
+                              Residual(16, 3), Residual(16, 3), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(10)])
+    lines = []
+    model.summary(print_fn=lambda line, **kw: lines.append(line))
+    text = "\n".join(lines)
+    rows = [line for line in text.splitlines() if "(Residual)" in line]
+    assert len(rows) == 2 and all("4,736" in r for r in rows)
+    assert model.count_params() == 448 + 2 * 4736 + 170

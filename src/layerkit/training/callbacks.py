@@ -61,8 +61,10 @@ class RunLogger(keras.callbacks.Callback):
         self._epoch_lr = self._lr()
 
     def on_train_batch_end(self, batch, logs=None):
-        if logs is not None:
+        if logs is not None:  # shown by the progress bar
             logs["lr"] = self._lr()
+            seconds = time.perf_counter() - self._start
+            logs["images_per_sec"] = (batch + 1) * self.images_per_step / max(seconds, 1e-9)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
