@@ -6,4 +6,5 @@ listed in `BENCHMARKS`; `layerkit bench NAME` runs it, `bench/NAME.py` too.
 
 BENCHMARKS = {
     "pipeline": "layerkit.bench.pipeline",
+    "revnet": "layerkit.bench.revnet",
 }

@@ -42,16 +42,17 @@ def _reversible_scan(f_layer, g_layer, training, axis):
         return g_layer.stateless_call(w, nt, h, training=training)
 
     def forward(fw, fnt, gw, gnt, x):
-        def step(h, params):
+        # The halves travel separately through the scan: no concatenation per block.
+        def step(halves, params):
+            h1, h2 = halves
             fw_i, fnt_i, gw_i, gnt_i = params
-            h1, h2 = split(h)
             f_out, fnt_new = F(fw_i, fnt_i, h2)
             y1 = h1 + f_out
             g_out, gnt_new = G(gw_i, gnt_i, y1)
-            return merge(y1, h2 + g_out), (fnt_new, gnt_new)
+            return (y1, h2 + g_out), (fnt_new, gnt_new)
 
-        y, (fnt_new, gnt_new) = jax.lax.scan(step, x, (fw, fnt, gw, gnt))
-        return y, fnt_new, gnt_new
+        (y1, y2), (fnt_new, gnt_new) = jax.lax.scan(step, tuple(split(x)), (fw, fnt, gw, gnt))
+        return merge(y1, y2), fnt_new, gnt_new
 
     @jax.custom_vjp
     def run(fw, fnt, gw, gnt, x):
@@ -67,24 +68,23 @@ def _reversible_scan(f_layer, g_layer, training, axis):
         dy = cotangents[0]  # the statistics' cotangents are ignored: they are not trained
 
         def step(carry, params):
-            h, dh = carry
+            y1, y2, dy1, dy2 = carry
             fw_i, fnt_i, gw_i, gnt_i = params
-            y1, y2 = split(h)
-            dy1, dy2 = split(dh)
             # G: recompute G(y1), reconstruct x2, and pull dy2 back through G.
             g_out, g_vjp = jax.vjp(lambda w, z: G(w, gnt_i, z)[0], gw_i, y1)
             x2 = y2 - g_out
-            dgw, dy1_from_g = g_vjp(dy2)
+            dgw, dy1_from_g = g_vjp(dy2.astype(g_out.dtype))
             dy1 = dy1 + dy1_from_g
             # F: recompute F(x2), reconstruct x1, and pull dy1 back through F.
             f_out, f_vjp = jax.vjp(lambda w, z: F(w, fnt_i, z)[0], fw_i, x2)
             x1 = y1 - f_out
-            dfw, dx2_from_f = f_vjp(dy1)
-            return (merge(x1, x2), merge(dy1, dy2 + dx2_from_f)), (dfw, dgw)
+            dfw, dx2_from_f = f_vjp(dy1.astype(f_out.dtype))
+            return (x1, x2, dy1, dy2 + dx2_from_f), (dfw, dgw)
 
-        (_, dx), (dfw, dgw) = jax.lax.scan(
-            step, (y, dy), (fw, fnt, gw, gnt), reverse=True
+        (_, _, dx1, dx2), (dfw, dgw) = jax.lax.scan(
+            step, (*split(y), *split(dy)), (fw, fnt, gw, gnt), reverse=True
         )
+        dx = merge(dx1, dx2)
         zeros = lambda tree: jax.tree.map(jnp.zeros_like, tree)  # noqa: E731
         return dfw, zeros(fnt), dgw, zeros(gnt), dx
 
@@ -193,7 +193,14 @@ class ReversibleStack(keras.layers.Layer):
             stacked(lambda b: b.g.non_trainable_variables),
         )
         run = _reversible_scan(first.f, first.g, bool(training), self._channel_axis)
-        y, fnt_new, gnt_new = run(*params, inputs)
+        # Under mixed precision the halves are carried in float32 from block to block
+        # (F and G still compute in the policy's dtype): reconstructing x1 = y1 - F(x2)
+        # from a 16-bit y1 would lose what the 16-bit rounding of y1 threw away.
+        carry_dtype = self.compute_dtype
+        if keras.backend.standardize_dtype(carry_dtype) in ("float16", "bfloat16"):
+            carry_dtype = "float32"
+        y, fnt_new, gnt_new = run(*params, keras.ops.cast(inputs, carry_dtype))
+        y = keras.ops.cast(y, self.compute_dtype)
         if training:
             for i, block in enumerate(self.rev_blocks):
                 for v, new in zip(block.f.non_trainable_variables, fnt_new):
