@@ -24,7 +24,6 @@ class ZCAWhitening(keras.layers.Layer):
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon < 0:
             raise ValueError(f"epsilon must be a number >= 0. Received: epsilon={epsilon!r}")
         self.epsilon = float(epsilon)
-        self.adapted = False
 
     def build(self, input_shape):
         if len(input_shape) < 2 or any(d is None for d in input_shape[1:]):
@@ -49,7 +48,6 @@ class ZCAWhitening(keras.layers.Layer):
         whitening = (vectors / np.sqrt(eigenvalues + self.epsilon)) @ vectors.T
         self.mean.assign(mean.astype("float32"))
         self.whitening.assign(whitening.astype("float32"))
-        self.adapted = True
 
     def call(self, inputs):
         x = ops.cast(inputs, self.compute_dtype)

@@ -134,7 +134,8 @@ def run(args):
     cores = os.cpu_count()
     print(f"pipeline benchmark: {args.data} ({n} images of {shape[1]}x{shape[0]}, batch "
           f"{batch_size}, augment {preset!r}), {cores} cores, jax {jax.__version__} on "
-          f"{jax.default_backend()}, median of {args.repeats} epochs", flush=True)
+          f"{jax.default_backend()}, median of {args.repeats} interleaved epochs, load average "
+          f"(1 min) {os.getloadavg()[0]:.1f}", flush=True)
 
     # Normalisation statistics from a sample (both pipelines use the same).
     sample = decode_batch(source.encoded_many(np.arange(min(n, 1024))), threads=1)
@@ -142,11 +143,6 @@ def run(args):
     std = sample.reshape(-1, 3).std(0).astype(np.float32)
 
     order = rng.permutation(n)
-    per_example = _median_rate(
-        lambda: per_example_epoch(source, order, batch_size, preset, rng, mean, std), args.repeats)
-    print(f"(a) per-example: Pillow decode, numpy augment + normalise per image, stack: "
-          f"{per_example:,.0f} images/s", flush=True)
-
     step, state = jitted_augmentation(preset, shape, mean, std)
     holder = {"state": state}
 
@@ -155,30 +151,44 @@ def run(args):
         return count
 
     decoding = Pipeline(source, batch_size, seed=0, cache_decoded=False)
-    epoch(decoding)  # compile
-    batch_first = _median_rate(lambda: epoch(decoding), args.repeats)
-    print(f"(b) batch-first: batched decode every epoch, jitted augment + normalise: "
-          f"{batch_first:,.0f} images/s", flush=True)
     cached = Pipeline(source, batch_size, seed=0, cache_decoded=True)
+    epoch(decoding)  # compiles the augmentation
     epoch(cached)  # fills the cache
-    batch_cached = _median_rate(lambda: epoch(cached), args.repeats)
-    print(f"    batch-first, decoded once and cached: {batch_cached:,.0f} images/s", flush=True)
+    blobs = source.encoded_many(np.arange(n))
+
+    def decode_only(threads):
+        return sum(len(decode_batch(blobs[i : i + batch_size], threads=threads))
+                   for i in range(0, n - batch_size + 1, batch_size))
+
+    runs = {
+        "per-example": lambda: per_example_epoch(source, order, batch_size, preset, rng, mean, std),
+        "batch-first": lambda: epoch(decoding),
+        "cached": lambda: epoch(cached),
+        **{f"decode {t}": (lambda t=t: decode_only(t)) for t in sorted({1, cores})},
+    }
+    # Interleaved, one epoch of each per round, so a change in the machine's load falls on all.
+    rates = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, fn in runs.items():
+            rates[name].append(_median_rate(fn, 1))
+    rate = {name: statistics.median(r) for name, r in rates.items()}
     decoding.close()
     cached.close()
 
-    blobs = source.encoded_many(np.arange(n))
-    bounds = {}
-    for threads in sorted({1, cores}):
-        bounds[threads] = _median_rate(lambda: sum(
-            len(decode_batch(blobs[i : i + batch_size], threads=threads))
-            for i in range(0, n - batch_size + 1, batch_size)), args.repeats)
+    per_example, batch_first = rate["per-example"], rate["batch-first"]
+    print(f"(a) per-example: Pillow decode, numpy augment + normalise per image, stack: "
+          f"{per_example:,.0f} images/s")
+    print(f"(b) batch-first: batched decode every epoch, jitted augment + normalise: "
+          f"{batch_first:,.0f} images/s")
+    print(f"    batch-first, decoded once and cached: {rate['cached']:,.0f} images/s")
+    bounds = {t: rate[f"decode {t}"] for t in sorted({1, cores})}
     bound = max(bounds.values())
     print("(c) decode bound (decode_batch alone): " + ", ".join(
-        f"{t} thread{'s' if t > 1 else ''} {r:,.0f}" for t, r in bounds.items()) + " images/s",
-        flush=True)
+        f"{t} thread{'s' if t > 1 else ''} {r:,.0f}" for t, r in bounds.items()) + " images/s")
     print(f"    batch-first / decode bound: {batch_first / bound:.2f}", flush=True)
 
     _augment_layers(shape, batch_size, preset, mean, std, args.repeats)
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {cores} cores")
     print(f"speedup batch-first/per-example: {batch_first / per_example:.2f}")
     return 0
 
