@@ -33,6 +33,8 @@ def add_arguments(parser):
                         "(default: cifar for images up to 64x64, else flowers)")
     parser.add_argument("--repeats", type=int, default=3, help="epochs timed per figure (median)")
     parser.add_argument("--split", default="train")
+    parser.add_argument("--no-layers", action="store_true",
+                        help="skip (d), the augmentation layers measured alone")
 
 
 # === (a) the per-example pipeline a user would write ===
@@ -187,7 +189,8 @@ def run(args):
         f"{t} thread{'s' if t > 1 else ''} {r:,.0f}" for t, r in bounds.items()) + " images/s")
     print(f"    batch-first / decode bound: {batch_first / bound:.2f}", flush=True)
 
-    _augment_layers(shape, batch_size, preset, mean, std, args.repeats)
+    if not args.no_layers:
+        _augment_layers(shape, batch_size, preset, mean, std, args.repeats)
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {cores} cores")
     print(f"speedup batch-first/per-example: {batch_first / per_example:.2f}")
     return 0
