@@ -20,13 +20,27 @@ def add_parser(subparsers):
     p.add_argument("--precision", choices=("bf16", "fp32"), default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--smoke", action="store_true", help="the recipe's seconds-long smoke variant")
+    g = p.add_argument_group("devices and processes", "data-parallel training; these apply to this "
+                             "launch, also with --resume")
+    g.add_argument("--devices", type=int, default=None,
+                   help="devices per process (default: all local accelerators, or the one CPU)")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="process 0's address for a multi-process run (or JAX_COORDINATOR_ADDRESS)")
+    g.add_argument("--num-processes", type=int, default=None, help="processes in the run (or JAX_NUM_PROCESSES)")
+    g.add_argument("--process-id", type=int, default=None, help="this process's index (or JAX_PROCESS_ID)")
+    g.add_argument("--init-timeout", type=float, default=None,
+                   help="seconds to wait for every process to join before failing (default 60)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. lr=0.05")
     p.set_defaults(func=run)
+
+
+LAUNCH_FLAGS = ("devices", "coordinator", "num_processes", "process_id", "init_timeout")
 
 
 def run(args):
     from layerkit.training import apply_overrides, get_recipe, train
 
+    launch = {k: getattr(args, k) for k in LAUNCH_FLAGS if getattr(args, k) is not None}
     if args.resume:
         if not args.out:
             raise ValueError("--resume needs --out DIR, the run directory to continue")
@@ -35,7 +49,7 @@ def run(args):
         if given:
             print(f"layerkit train --resume: using the saved config of {args.out}; ignoring {given}",
                   file=sys.stderr)
-        train(None, Path(args.out), resume=True)
+        train(None, Path(args.out), resume=True, launch=launch)
         return 0
     name = args.recipe or "sample"
     config = get_recipe(name, smoke_run=args.smoke)
@@ -45,6 +59,6 @@ def run(args):
     config = apply_overrides(config, args.overrides)
     out = Path(args.out or f"runs/{name}{'-smoke' if args.smoke else ''}-{time.strftime('%Y%m%d-%H%M%S')}")
     print(f"layerkit train: recipe {name}, run directory {out}", file=sys.stderr)
-    train(config, out)
+    train(config, out, launch=launch)
     return 0
 

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+import keras
 import numpy as np
 
 from layerkit.data.pipeline import Pipeline
@@ -36,7 +37,39 @@ class RunData:
     validation_name: str  # "test" or "held-out N of train"
 
 
-def load_data(config) -> RunData:
+class EvenBatches(keras.utils.PyDataset):
+    """A pipeline's batches padded to its full batch size, with sample weights 0 on the padding.
+
+    A data-parallel step needs every batch to split evenly over the devices; the weights keep
+    the loss and metrics those of the real images. Yields (images, labels, weights).
+    """
+
+    def __init__(self, pipe):
+        super().__init__()
+        self.pipe = pipe
+        self.labels = pipe.labels
+
+    def __len__(self):
+        return len(self.pipe)
+
+    def __getitem__(self, i):
+        x, y = self.pipe[i]
+        n, size = len(y), self.pipe.batch_size
+        w = np.ones(size, "float32")
+        if n < size:
+            x = np.concatenate([x, np.repeat(x[-1:], size - n, axis=0)])
+            y = np.concatenate([y, np.repeat(y[-1:], size - n)])
+            w[n:] = 0
+        return x, y, w
+
+    def on_epoch_end(self):
+        self.pipe.on_epoch_end()
+
+
+def load_data(config, process_index: int = 0, process_count: int = 1) -> RunData:
+    """The run's pipelines. With several processes, each reads its own slice of every training
+    epoch, ``batch_size / process_count`` images a step; evaluation splits are read whole by
+    every process (the same batch on each, so the metrics are those of one process)."""
     data_dir = config.data_dir or None
     train_src = open_dataset(config.data, "train", data_dir)
     test_src = open_dataset(config.data, "test", data_dir)
@@ -60,9 +93,12 @@ def load_data(config) -> RunData:
         test_src = Subset(test_src, keep)
     size = (config.image_size, config.image_size) if config.image_size else None
 
+    batch = config.batch_size // process_count
+
     def pipe(source, shuffle):
-        return Pipeline(source, config.batch_size, shuffle=shuffle, seed=config.seed,
-                        drop_remainder=shuffle, image_size=size)
+        shard = dict(process_index=process_index, process_count=process_count) if shuffle else {}
+        return Pipeline(source, batch, shuffle=shuffle, seed=config.seed,
+                        drop_remainder=shuffle, image_size=size, **shard)
 
     train_pipe, test_pipe = pipe(train, True), pipe(test_src, False)
     val_pipe = pipe(val_src, False) if val_src is not None else test_pipe

@@ -21,8 +21,9 @@ from layerkit import augment, models
 from layerkit.training import report as reporting
 from layerkit.training.callbacks import (Checkpoints, GracefulStop, RunLogger, TensorBoardLogger,
                                          atomic_write_text, restore_seed_states)
-from layerkit.training.config import Config, validate
-from layerkit.training.data import RunData, load_data
+from layerkit.training import distribution as dist
+from layerkit.training.config import LAUNCH_KEYS, Config, validate
+from layerkit.training.data import EvenBatches, RunData, load_data
 from layerkit.training.losses import SparseCategoricalCrossentropy
 from layerkit.training.schedules import make_schedule
 
@@ -134,8 +135,22 @@ def _truncate_history(path: Path, epochs: int) -> None:
         csv.writer(f).writerows(kept)
 
 
-def _prepare(config: Config, workdir: Path, resume: bool):
+class ChiefCheckpoints(Checkpoints):
+    """`Checkpoints` for process 0 of a multi-process run: it saves its own copy of the
+    replicated state, with no collective the other processes would have to join."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        with dist.local_view(self.model):
+            super().on_epoch_end(epoch, logs)
+
+
+def _prepare(config: Config, workdir: Path, resume: bool, chief: bool = True):
     state_path = workdir / "state.json"
+    if not chief:  # process 0 checks and writes the run directory; the others only read it
+        if resume:
+            saved = Config.from_dict(json.loads((workdir / "config.json").read_text()))
+            return saved, json.loads(state_path.read_text()) if state_path.exists() else None
+        return config, None
     if resume:
         if not (workdir / "config.json").exists():
             raise RunError(f"--resume: {workdir} holds no run (no config.json); start one without --resume")
@@ -149,26 +164,60 @@ def _prepare(config: Config, workdir: Path, resume: bool):
     return config, None
 
 
-def train(config: Config | None, workdir, resume: bool = False, verbose=None) -> dict:
+def train(config: Config | None, workdir, resume: bool = False, verbose=None, launch=None) -> dict:
     """Train `config` into `workdir`, or with `resume` continue the run there from its
     last checkpoint (its saved config is used; pass ``config=None``).
 
-    Returns the results dict also written to ``results.json``.
+    `launch` sets the keys of this launch (devices, coordinator, num_processes, process_id,
+    init_timeout) over the config's, also on resume. Returns the results dict also written
+    to ``results.json`` (on process 0; the other processes return a short summary).
     """
     workdir = Path(workdir)
     if not resume:
         if config is None:
             raise ValueError("train() needs a Config unless resume=True")
         config = validate(config)
-    config, state = _prepare(config, workdir, resume)
-    atomic_write_text(workdir / "run.json", json.dumps(_versions(), indent=1))
+    launch = dict(launch or {})
+    unknown = set(launch) - set(LAUNCH_KEYS)
+    if unknown:
+        raise ValueError(f"launch takes only {', '.join(LAUNCH_KEYS)}. Received: {sorted(unknown)}")
+    if config is not None and launch:
+        config = validate(Config.from_dict({**config.to_dict(), **launch}))
+    chief = _launch_process_id(config, launch) == 0
+    if not resume:  # bad device or process settings fail before the run directory is made
+        topology = dist.setup(config)
+    try:
+        config, state = _prepare(config, workdir, resume, chief)
+        if resume:
+            if launch:
+                config = validate(Config.from_dict({**config.to_dict(), **launch}))
+            topology = dist.setup(config)
+        return _train(config, workdir, state, verbose, topology)
+    finally:
+        dist.teardown()
+
+
+def _launch_process_id(config, launch) -> int:
+    if "process_id" in launch:
+        return int(launch["process_id"])
+    return dist.launch_settings(config.coordinator if config else "",
+                                config.num_processes if config else 1,
+                                config.process_id if config else 0)[2]
+
+
+def _train(config: Config, workdir: Path, state, verbose, topology) -> dict:
+    chief = topology.is_chief
+    if chief:
+        atomic_write_text(workdir / "run.json", json.dumps(_versions(), indent=1))
     keras.utils.set_random_seed(config.seed)
     verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
+    verbose = verbose if chief else 0
     initial_epoch = state["epochs_completed"] if state else 0
 
     with precision(config.precision):
-        data = load_data(config)
-        atomic_write_text(workdir / "classes.json", json.dumps(list(data.classes)))
+        data = load_data(config, topology.process_index, topology.process_count)
+        if chief:
+            atomic_write_text(workdir / "classes.json", json.dumps(list(data.classes)))
         steps = config.steps_per_epoch or len(data.train)
         model = build_model(config, data)
         compile_model(model, config, steps)
@@ -179,30 +228,39 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None) ->
             model.load_weights(workdir / "last.keras")
             restore_seed_states(model, state["seed_states"])
             print(f"resuming {workdir} after epoch {initial_epoch} of {config.epochs}", file=sys.stderr)
-        print(f"layerkit: {config.model} on {config.data} ({len(data.train.labels)} train images, "
-              f"validation: {data.validation_name}); devices: {_versions()['devices']}", file=sys.stderr)
+        if chief:
+            print(f"layerkit: {config.model} on {config.data} ({len(data.train.labels)} train images, "
+                  f"validation: {data.validation_name}); devices: {_versions()['devices']}", file=sys.stderr)
 
-        checkpoints = Checkpoints(workdir)
+        checkpoints = (ChiefCheckpoints if topology.process_count > 1 else Checkpoints)(workdir)
         if state:
             checkpoints.restore(state)
-        _truncate_history(workdir / "history.csv", initial_epoch)
-        callbacks = [
-            RunLogger(config.batch_size),
-            keras.callbacks.TerminateOnNaN(),
-            keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
-            TensorBoardLogger(workdir / "tensorboard"),
-            checkpoints,
-            GracefulStop(),
-        ]
+        if chief:
+            _truncate_history(workdir / "history.csv", initial_epoch)
+            callbacks = [
+                RunLogger(config.batch_size),
+                keras.callbacks.TerminateOnNaN(),
+                keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
+                TensorBoardLogger(workdir / "tensorboard"),
+                checkpoints,
+                GracefulStop(),
+            ]
+        else:  # the record is process 0's; every process stops on Ctrl-C at the same epoch end
+            callbacks = [keras.callbacks.TerminateOnNaN(), GracefulStop()]
         if config.ema:
             callbacks.insert(1, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
         data.train.set_epoch(initial_epoch)
+        validation = EvenBatches(data.validation) if topology.distributed else data.validation
         start = time.perf_counter()
         if initial_epoch < config.epochs:
-            model.fit(data.train, validation_data=data.validation, epochs=config.epochs,
+            model.fit(data.train, validation_data=validation, epochs=config.epochs,
                       initial_epoch=initial_epoch, steps_per_epoch=config.steps_per_epoch or None,
                       shuffle=False, verbose=verbose, callbacks=callbacks)
         train_seconds = time.perf_counter() - start
+        if not chief:
+            data.train.close()
+            return {"process_index": topology.process_index, "epochs": config.epochs,
+                    "train_seconds_this_session": round(train_seconds, 1)}
         done = json.loads((workdir / "state.json").read_text())["epochs_completed"] \
             if (workdir / "state.json").exists() else 0
         if done < config.epochs:
@@ -211,6 +269,8 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None) ->
             return {"epochs_completed": done, "stopped": True}
         if config.ema:
             model.optimizer.finalize_variable_values(model.trainable_variables)
+        if topology.distributed:
+            dist.localize(model)  # the final evaluation runs on this process's first device
         return finish(config, workdir, model, data, train_seconds, checkpoints)
 
 

@@ -1,0 +1,273 @@
+"""Data-parallel and multi-process training on JAX through `keras.distribution`.
+
+One path for every machine: find the devices, print them, and when there is more than one
+(`--devices N`, or several processes) train with `keras.distribution.DataParallel`, the
+global batch split evenly across the devices. Past one machine, `setup` starts JAX's
+distributed runtime first (`--coordinator HOST:PORT --num-processes P --process-id I`, or
+the environment variables ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``,
+``JAX_PROCESS_ID``); each process then reads its own shard of the training data and feeds
+``batch_size / P`` images a step, and only process 0 (the chief) writes the record.
+
+On CPU, processes exchange gradients through JAX's gloo collectives
+(``jax_cpu_collectives_implementation="gloo"``), which is how two processes on 127.0.0.1
+are tested.
+
+    layerkit train --devices 4 ...
+    layerkit train --coordinator 10.0.0.1:1234 --num-processes 2 --process-id 0 ...
+"""
+
+import contextlib
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+
+ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"  # read by JAX itself too
+ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
+ENV_PROCESS_ID = "JAX_PROCESS_ID"
+
+
+class DistributionError(ValueError):
+    """Settings that cannot make a data-parallel run (bad counts, an unreachable coordinator)."""
+
+
+@dataclass
+class Topology:
+    """Where this process stands: its index among the processes and the devices it trains on."""
+
+    process_index: int = 0
+    process_count: int = 1
+    devices: list = field(default_factory=list)  # every device of the run, all processes
+    local_devices: list = field(default_factory=list)  # this process's share of `devices`
+    distribution: object = None  # a keras DataParallel, or None for one device
+
+    @property
+    def is_chief(self) -> bool:
+        """Process 0: the one that writes checkpoints, CSV, TensorBoard and reports."""
+        return self.process_index == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.distribution is not None
+
+    def per_process_batch(self, global_batch: int) -> int:
+        return global_batch // self.process_count
+
+    def describe(self) -> str:
+        kinds = sorted({d.platform for d in self.devices})
+        text = (f"{len(self.devices)} device(s) ({', '.join(kinds)}): "
+                f"{', '.join(str(d) for d in self.local_devices)}")
+        if self.process_count > 1:
+            text += f" on this process, {self.process_index} of {self.process_count}"
+        return text
+
+
+# === Multi-process runtime ===
+
+
+def launch_settings(coordinator="", num_processes=1, process_id=0, environ=None) -> tuple:
+    """(coordinator, num_processes, process_id) from the flags, else the environment variables."""
+    environ = os.environ if environ is None else environ
+    coordinator = coordinator or environ.get(ENV_COORDINATOR, "")
+    if num_processes in (None, 0, 1) and environ.get(ENV_NUM_PROCESSES):
+        num_processes = _env_int(environ, ENV_NUM_PROCESSES)
+    if process_id in (None, 0) and environ.get(ENV_PROCESS_ID):
+        process_id = _env_int(environ, ENV_PROCESS_ID)
+    num_processes, process_id = int(num_processes or 1), int(process_id or 0)
+    if num_processes < 1:
+        raise DistributionError(f"num_processes must be >= 1. Received: num_processes={num_processes}")
+    if not 0 <= process_id < num_processes:
+        raise DistributionError(f"process_id must be in [0, {num_processes}) for {num_processes} "
+                                f"process(es). Received: process_id={process_id}")
+    if num_processes > 1 and not coordinator:
+        raise DistributionError(f"{num_processes} processes need a coordinator: pass --coordinator "
+                                f"HOST:PORT (process 0's address) or set {ENV_COORDINATOR}")
+    if coordinator:
+        host, _, port = coordinator.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise DistributionError(f"coordinator must be HOST:PORT. Received: {coordinator!r}")
+    return coordinator, num_processes, process_id
+
+
+def _env_int(environ, name) -> int:
+    try:
+        return int(environ[name])
+    except ValueError:
+        raise DistributionError(f"{name} must be an integer. Received: {environ[name]!r}") from None
+
+
+def initialize_processes(coordinator: str, num_processes: int, process_id: int,
+                         timeout: float = 60.0) -> None:
+    """Start JAX's distributed runtime, or exit with a clear message within `timeout` seconds.
+
+    JAX aborts the process (no Python exception) when the coordinator never answers, after
+    its own timeout; a watchdog thread fires first, says what was waited for, and exits
+    with status 3. Call before anything touches a JAX device.
+    """
+    import jax
+
+    if jax.distributed.is_initialized():
+        return
+    if timeout <= 0:
+        raise DistributionError(f"init_timeout must be > 0 seconds. Received: {timeout}")
+    if _platform_is_cpu():
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    waited_for = (f"all {num_processes} processes to join at {coordinator}" if process_id == 0
+                  else f"the coordinator {coordinator} (process 0) to answer")
+    print(f"layerkit: process {process_id} of {num_processes}: connecting to {coordinator} "
+          f"(timeout {timeout:g} s)", file=sys.stderr, flush=True)
+    done = threading.Event()
+
+    def watchdog():
+        if not done.wait(timeout):
+            print(f"layerkit train: error: process {process_id} of {num_processes} waited "
+                  f"{timeout:g} s for {waited_for}, and gave up. Check that every process runs "
+                  f"with the same --coordinator and --num-processes, that process 0 started, and "
+                  f"that its port is reachable (raise init_timeout for slow starts).",
+                  file=sys.stderr, flush=True)
+            os._exit(3)  # JAX's C++ client would otherwise abort later with a core dump
+
+    threading.Thread(target=watchdog, name="layerkit-init-watchdog", daemon=True).start()
+    try:
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                                   process_id=process_id,
+                                   initialization_timeout=int(timeout) + 30)
+    finally:
+        done.set()
+
+
+def _platform_is_cpu() -> bool:
+    # Decided before the backends start: JAX_PLATFORMS, else whether a GPU/TPU plugin exists.
+    platforms = os.environ.get("JAX_PLATFORMS", "")
+    if platforms:
+        return platforms.split(",")[0].strip() == "cpu"
+    try:
+        from importlib.metadata import distributions
+        names = {d.metadata["Name"] or "" for d in distributions()}
+    except Exception:  # noqa: BLE001 - metadata is best effort
+        return True
+    return not any(n.startswith(("jax-cuda", "jax_cuda", "jax-rocm", "libtpu")) for n in names)
+
+
+# === Devices ===
+
+
+def select_devices(requested: int, process_count: int) -> tuple[list, list]:
+    """(all devices of the run, this process's): `requested` per process, 0 = the default
+    (every local accelerator, or one CPU)."""
+    import jax
+
+    local = jax.local_devices()
+    if requested < 0:
+        raise DistributionError(f"devices must be >= 0 (0 = all local accelerators). Received: {requested}")
+    if requested == 0:
+        requested = 1 if local[0].platform == "cpu" else len(local)
+    if requested > len(local):
+        raise DistributionError(
+            f"--devices {requested} asked for more devices than this process has: found "
+            f"{len(local)} ({', '.join(str(d) for d in local)})")
+    by_process = {}
+    for d in jax.devices():
+        by_process.setdefault(d.process_index, []).append(d)
+    chosen = [d for p in sorted(by_process) for d in sorted(by_process[p], key=lambda d: d.id)[:requested]]
+    if len(chosen) != requested * process_count:
+        raise DistributionError(f"expected {requested} device(s) in each of {process_count} processes; "
+                                f"found {len(chosen)} in all")
+    return chosen, local[:requested]
+
+
+def setup(config, verbose: bool = True) -> Topology:
+    """Start the runtime `config` asks for, choose the devices, set the keras distribution.
+
+    Raises `DistributionError` when the global batch does not split evenly over the devices.
+    """
+    coordinator, num_processes, process_id = launch_settings(
+        config.coordinator, config.num_processes, config.process_id)
+    if num_processes > 1:
+        initialize_processes(coordinator, num_processes, process_id, config.init_timeout)
+    import jax
+    import keras
+
+    process_index, process_count = jax.process_index(), jax.process_count()
+    devices, local = select_devices(config.devices, process_count)
+    if config.batch_size % len(devices):
+        raise DistributionError(
+            f"batch_size must be divisible by the number of devices to split the global batch "
+            f"evenly. Received: batch_size={config.batch_size}, devices={len(devices)} "
+            f"({len(local)} per process x {process_count} process(es))")
+    distribution = None
+    if len(devices) > 1:
+        # Each process feeds its own shard (the Pipeline's process slice): no auto-sharding.
+        distribution = keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
+    keras.distribution.set_distribution(distribution)
+    topology = Topology(process_index, process_count, devices, local, distribution)
+    if verbose:
+        print(f"layerkit: found {topology.describe()}; "
+              + (f"data-parallel, global batch {config.batch_size} = {config.batch_size // len(devices)}"
+                 f" per device" if distribution else "one device"), file=sys.stderr, flush=True)
+    return topology
+
+
+def teardown() -> None:
+    import keras
+
+    keras.distribution.set_distribution(None)
+
+
+# === One process's view of replicated state ===
+
+
+def _all_variables(model) -> list:
+    variables = list(model.variables)
+    if getattr(model, "optimizer", None) is not None:
+        variables += list(model.optimizer.variables)
+    for metric in getattr(model, "metrics", []):
+        variables += list(metric.variables)
+    seen, unique = set(), []
+    for v in variables:
+        if id(v) not in seen:
+            seen.add(id(v))
+            unique.append(v)
+    return unique
+
+
+def _local_value(value):
+    sharding = getattr(value, "sharding", None)
+    if sharding is None or len(sharding.device_set) == 1:
+        return value
+    if not value.sharding.is_fully_replicated:
+        raise DistributionError(f"a variable of shape {value.shape} is sharded, not replicated; "
+                                "data-parallel runs keep every variable whole on every device")
+    return value.addressable_shards[0].data
+
+
+@contextlib.contextmanager
+def local_view(model):
+    """Within the block, `model`'s variables hold this process's copy and no distribution is
+    set, so one process alone can save or evaluate (no collectives)."""
+    import keras
+
+    previous = keras.distribution.distribution()
+    variables = _all_variables(model)
+    originals = [v._value for v in variables]
+    try:
+        for v in variables:
+            v._value = _local_value(v._value)
+        keras.distribution.set_distribution(None)
+        yield model
+    finally:
+        for v, value in zip(variables, originals):
+            v._value = value
+        keras.distribution.set_distribution(previous)
+
+
+def localize(model):
+    """Make `model` a one-device model for good (after training): local copies, no distribution."""
+    import keras
+
+    for v in _all_variables(model):
+        v._value = _local_value(v._value)
+    keras.distribution.set_distribution(None)
+    for name in ("predict_function", "test_function", "train_function"):
+        setattr(model, name, None)
+    return model
