@@ -1,12 +1,15 @@
 """RevNet vs ResNet: compiled training-step memory and step time, side by side.
 
-    layerkit bench revnet --batch-size 16          # or: python bench/revnet.py
+    layerkit bench revnet --batch-size 64          # or: python bench/revnet.py
 
 For RevNet-38/110/164 (reversible backward, and the same networks with
 ``reversible=False``) and the ResNet-32/110/164 baselines, one SGD training step is
 jit-compiled at one batch size. Memory is XLA's compiled temporary memory of the step
 (`memory_analysis().temp_size_in_bytes`) on CPU, and the allocator's peak on a GPU;
-time is the median wall time of a step after warm-up. The last line is::
+time is the fastest of `--steps` steps after a warm-up step, the two variants of a
+RevNet timed in turn (reversible, plain, reversible, ...) so that other load hits both
+alike. (On a GPU the peak is the process's peak so far: pass one model per run with
+``--models`` for a clean figure.) The last line is::
 
     memory revnet-110/revnet-38: A  resnet-164/revnet-164: B  time revnet/plain: C
 
@@ -24,7 +27,9 @@ RESNETS = ("resnet-32", "resnet-110", "resnet-164")
 
 
 def add_arguments(parser):
-    parser.add_argument("--batch-size", type=int, default=16, help="examples per step")
+    # Temporary memory also holds gradients and optimizer temporaries, ~2x the weights
+    # (RevNet-110: 14 MiB at batch 1); activations must dominate for A to show depth.
+    parser.add_argument("--batch-size", type=int, default=64, help="examples per step")
     parser.add_argument("--image-size", type=int, default=32, help="square input side")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per model")
     parser.add_argument("--models", nargs="+", default=None,
@@ -58,8 +63,8 @@ def _train_step(model):
     return step, state
 
 
-def measure(name, batch_size, image_size=32, steps=5, time_it=True, **overrides):
-    """{'temp_mib', 'peak_mib' (GPU only), 'step_ms'} of one training step of model `name`."""
+def compile_step(name, batch_size, image_size=32, **overrides):
+    """(compiled step, its state, a batch, figures) for one training step of model `name`."""
     import jax
     import numpy as np
 
@@ -71,22 +76,31 @@ def measure(name, batch_size, image_size=32, steps=5, time_it=True, **overrides)
     x = rng.normal(size=(batch_size, image_size, image_size, 3)).astype("float32")
     y = rng.integers(0, 10, size=(batch_size,))
     compiled = jax.jit(step, donate_argnums=(0, 1, 2)).lower(*state, x, y).compile()
-    stats = compiled.memory_analysis()
-    result = {"params": model.count_params(), "temp_mib": stats.temp_size_in_bytes / 2**20}
-    if not time_it:
-        return result
-    device = jax.devices()[0]
-    times = []
-    for i in range(steps + 1):
-        start = time.perf_counter()
-        _, *state = compiled(*state, x, y)
+    figures = {"params": model.count_params(),
+               "temp_mib": compiled.memory_analysis().temp_size_in_bytes / 2**20}
+    return compiled, list(state), (x, y), figures
+
+
+def time_steps(entries, steps):
+    """Time `steps` steps of each entry, interleaved (a, b, a, b, ...) so that load from
+    other processes hits all alike; a step's time is the minimum over its runs."""
+    import jax
+
+    for compiled, state, batch, _ in entries:  # warm-up: transfers, first-run costs
+        _, *state[:] = compiled(*state, *batch)
         jax.block_until_ready(state)
-        if i:  # the first call pays for transfers and warm-up
-            times.append(time.perf_counter() - start)
-    result["step_ms"] = 1000 * statistics.median(times)
-    if device.platform == "gpu":
-        result["peak_mib"] = device.memory_stats()["peak_bytes_in_use"] / 2**20
-    return result
+    times = [[] for _ in entries]
+    for _ in range(steps):
+        for i, (compiled, state, batch, _) in enumerate(entries):
+            start = time.perf_counter()
+            _, *state[:] = compiled(*state, *batch)
+            jax.block_until_ready(state)
+            times[i].append(time.perf_counter() - start)
+    device = jax.devices()[0]
+    for (_, _, _, figures), t in zip(entries, times):
+        figures["step_ms"] = 1000 * min(t)
+        if device.platform == "gpu":
+            figures["peak_mib"] = device.memory_stats()["peak_bytes_in_use"] / 2**20
 
 
 def run(args):
@@ -95,20 +109,23 @@ def run(args):
     chosen = args.models or [*REVNETS, *RESNETS]
     runs = []
     for name in chosen:
-        variants = [("", {})]
+        variants = [(name, {})]
         if name.startswith("revnet"):
-            variants = [("", {}), (" (plain)", {"reversible": False})]
-        for suffix, overrides in variants:
-            r = measure(name, args.batch_size, args.image_size, args.steps,
-                        not args.no_time, **overrides)
-            runs.append((name + suffix, r))
-            cells = [f"{name + suffix:20s}", f"params {r['params'] / 1e6:5.2f}M",
+            variants.append((name + " (plain)", {"reversible": False}))
+        entries = [compile_step(name, args.batch_size, args.image_size, **overrides)
+                   for _, overrides in variants]
+        if not args.no_time:
+            time_steps(entries, args.steps)
+        for (label, _), (*_, r) in zip(variants, entries):
+            runs.append((label, r))
+            cells = [f"{label:20s}", f"params {r['params'] / 1e6:5.2f}M",
                      f"temp {r['temp_mib']:8.1f} MiB"]
             if "peak_mib" in r:
                 cells.append(f"peak {r['peak_mib']:8.1f} MiB")
             if "step_ms" in r:
                 cells.append(f"step {r['step_ms']:8.1f} ms")
             print("  ".join(cells), flush=True)
+        del entries
     by = dict(runs)
     key = "peak_mib" if "peak_mib" in by.get("revnet-38", {}) else "temp_mib"
     print(f"device: {jax.devices()[0].device_kind}, batch {args.batch_size}, "
