@@ -154,3 +154,35 @@ def test_fit_evaluate_predict_with_a_pipeline():
     loss, accuracy = model.evaluate(test, verbose=0)
     assert np.isfinite(loss) and 0 <= accuracy <= 1
     assert model.predict(test, verbose=0).shape == (1000, 10)
+
+
+class _Recording(Pipeline):
+    """Records which examples each batch Keras asks for holds."""
+
+    def __getitem__(self, i):
+        step = self._epoch * len(self) + self._offset + i
+        self.seen.append(tuple(self.batch_indices(step)))
+        return super().__getitem__(i)
+
+
+def _tiny_model():
+    model = keras.Sequential([keras.Input((4, 4, 3), dtype="uint8"), keras.layers.Flatten(),
+                              keras.layers.Dense(5)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def test_fit_resumed_mid_epoch_sees_the_same_batches():
+    nb = 6  # 50 images // 8
+    straight = _Recording(_numbered(), 8, seed=3)
+    straight.seen = []
+    _tiny_model().fit(straight, epochs=2, shuffle=False, verbose=0)
+    expected = straight.seen[-2 * nb :]  # data epochs 0 and 1 (fit peeks at batch 0 first)
+    assert straight.state()["epoch"] == 2
+
+    resumed = _Recording(_numbered(), 8, seed=3)
+    resumed.seen = []
+    resumed.restore({"epoch": 0, "batch": 2})
+    _tiny_model().fit(resumed, epochs=1, shuffle=False, verbose=0)
+    assert resumed.seen[-nb:] == expected[2 : 2 + nb]
+    assert resumed.state() == {**straight.state(), "epoch": 1, "batch": 2}
