@@ -2,9 +2,6 @@
 
 import csv
 import json
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -72,21 +69,21 @@ def test_results_and_checkpoints(run_dir):
     assert np.trace(matrix) / 128 == pytest.approx(saved["test_accuracy_final"])
 
 
-def test_evaluate_and_predict_commands(run_dir, tmp_path):
-    out, results = run_dir
-    cmd = [sys.executable, "-m", "layerkit.cli"]
-    ev = subprocess.run(cmd + ["evaluate", str(out), "--weights", "last"], capture_output=True, text=True)
-    assert ev.returncode == 0, ev.stderr
-    assert f"{results['test_accuracy_final']:.4f}" in ev.stdout
+def test_evaluate_and_predict_commands(run_dir, tmp_path, capsys):
+    from layerkit.cli import main
     from layerkit.data import embedded
 
+    out, results = run_dir
+    assert main(["evaluate", str(out), "--weights", "last"]) == 0
+    assert f"{results['test_accuracy_final']:.4f}" in capsys.readouterr().out
     img = tmp_path / "x.jpg"
     img.write_bytes(embedded.load("test").encoded(0))
-    pr = subprocess.run(cmd + ["predict", str(out), str(img), "--top", "2"], capture_output=True, text=True)
-    assert pr.returncode == 0, pr.stderr
+    assert main(["predict", str(out), str(img), "--top", "2"]) == 0
+    line = capsys.readouterr().out.strip()
     names = json.loads((out / "classes.json").read_text())
-    line = pr.stdout.strip()
     assert line.startswith(str(img)) and sum(n in line for n in names) == 2
+    assert main(["evaluate", str(tmp_path)]) == 2  # not a run directory: a clear error, exit 2
+    assert "not a layerkit run directory" in capsys.readouterr().err
 
 
 def test_refuses_to_overwrite_a_run_and_to_resume_nothing(run_dir, tmp_path):
