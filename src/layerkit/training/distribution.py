@@ -241,6 +241,12 @@ def _local_value(value):
     return value.addressable_shards[0].data
 
 
+def _make_local(variable):
+    # Keras re-shards every assignment to a variable's layout: drop it with the mesh.
+    variable._value = _local_value(variable._value)
+    variable._layout = None
+
+
 @contextlib.contextmanager
 def local_view(model):
     """Within the block, `model`'s variables hold this process's copy and no distribution is
@@ -249,15 +255,15 @@ def local_view(model):
 
     previous = keras.distribution.distribution()
     variables = _all_variables(model)
-    originals = [v._value for v in variables]
+    originals = [(v._value, getattr(v, "_layout", None)) for v in variables]
     try:
         for v in variables:
-            v._value = _local_value(v._value)
+            _make_local(v)
         keras.distribution.set_distribution(None)
         yield model
     finally:
-        for v, value in zip(variables, originals):
-            v._value = value
+        for v, (value, layout) in zip(variables, originals):
+            v._value, v._layout = value, layout
         keras.distribution.set_distribution(previous)
 
 
@@ -266,7 +272,7 @@ def localize(model):
     import keras
 
     for v in _all_variables(model):
-        v._value = _local_value(v._value)
+        _make_local(v)
     keras.distribution.set_distribution(None)
     for name in ("predict_function", "test_function", "train_function"):
         setattr(model, name, None)

@@ -1,0 +1,133 @@
+"""Data-parallel (4 CPU devices) and multi-process (2 processes on 127.0.0.1) training give
+the weights of one device; bad settings fail fast with a clear message.
+
+Every run is a subprocess (XLA's device count and JAX's distributed runtime are per
+process), tiny (`_distributed_worker.py`) and under a timeout.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from layerkit.training.run import load_checkpoint
+
+WORKER = Path(__file__).with_name("_distributed_worker.py")
+TIMEOUT = 240  # seconds for any one subprocess
+ENV = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1",
+       "XLA_FLAGS": "--xla_force_host_platform_device_count=4 --xla_cpu_multi_thread_eigen=false"}
+for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+    ENV.pop(name, None)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(out, *overrides):
+    return subprocess.Popen([sys.executable, str(WORKER), str(out), *overrides], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc):
+    try:
+        output, _ = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output, _ = proc.communicate()
+        pytest.fail(f"a training subprocess ran past {TIMEOUT} s:\n{output[-3000:]}")
+    assert proc.returncode == 0, output[-3000:]
+    return output
+
+
+def _weights(run_dir):
+    model = load_checkpoint(run_dir / "last.keras")
+    return {v.path: keras.ops.convert_to_numpy(v) for v in model.weights}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One device, four devices, two processes: started together, awaited together."""
+    root = tmp_path_factory.mktemp("dp")
+    port = _free_port()
+    multi = [f"coordinator=127.0.0.1:{port}", "num_processes=2", "init_timeout=120"]
+    procs = {
+        "one": _start(root / "one", "devices=1"),
+        "four": _start(root / "four", "devices=4"),
+        "p0": _start(root / "p0", *multi, "process_id=0"),
+        "p1": _start(root / "p1", *multi, "process_id=1"),
+    }
+    outputs = {name: _finish(proc) for name, proc in procs.items()}
+    return root, outputs
+
+
+def test_four_devices_train_the_weights_of_one(runs):
+    root, outputs = runs
+    assert "found 4 device(s) (cpu)" in outputs["four"] and "8 per device" in outputs["four"]
+    assert "one device" in outputs["one"]
+    one, four = _weights(root / "one"), _weights(root / "four")
+    assert one.keys() == four.keys()
+    for path in one:
+        np.testing.assert_allclose(four[path], one[path], rtol=1e-4, atol=1e-5, err_msg=path)
+    # 4 steps were taken (128 images / 32), and BatchNorm's moving statistics moved off
+    # their initial values: the comparison is between trained states
+    assert int(load_checkpoint(root / "four" / "last.keras").optimizer.iterations.numpy()) == 4
+    mean = next(v for p, v in one.items() if p.endswith("moving_mean"))
+    assert np.abs(mean).max() > 1e-3
+
+
+def test_two_processes_train_the_weights_of_one(runs):
+    root, outputs = runs
+    assert "process 0 of 2" in outputs["p0"] and "process 1 of 2" in outputs["p1"]
+    one, two = _weights(root / "one"), _weights(root / "p0")
+    for path in one:
+        np.testing.assert_allclose(two[path], one[path], rtol=1e-4, atol=1e-5, err_msg=path)
+    # only process 0 writes the record
+    assert (root / "p0" / "results.json").is_file() and (root / "p0" / "history.csv").is_file()
+    assert not (root / "p1").exists() or not any((root / "p1").iterdir())
+
+
+def test_batch_not_divisible_by_the_devices_fails_fast(tmp_path):
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "layerkit.cli", "train", "--smoke", "--devices", "4",
+                           "--out", str(tmp_path / "run"), "batch_size=18"],
+                          env=ENV, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "batch_size=18" in proc.stderr and "devices=4" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "run").exists()  # nothing was started
+    assert time.monotonic() - start < 60
+
+
+def test_a_coordinator_that_never_answers_fails_fast(tmp_path):
+    port = _free_port()  # nothing listens there
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "layerkit.cli", "train", "--smoke",
+                           "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                           "--process-id", "1", "--init-timeout", "3", "--out", str(tmp_path / "run")],
+                          env=ENV, capture_output=True, text=True, timeout=TIMEOUT)
+    seconds = time.monotonic() - start
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert f"waited 3 s for the coordinator 127.0.0.1:{port}" in proc.stderr, proc.stderr[-2000:]
+    assert seconds < 30
+
+
+def test_launch_settings_are_checked_before_anything_starts(tmp_path):
+    from layerkit.training.distribution import DistributionError, launch_settings
+
+    assert launch_settings("", 1, 0, environ={}) == ("", 1, 0)
+    env = {"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3"}
+    assert launch_settings("", 1, 0, environ=env) == ("10.0.0.1:1234", 4, 3)
+    with pytest.raises(DistributionError, match="need a coordinator"):
+        launch_settings("", 2, 0, environ={})
+    with pytest.raises(DistributionError, match=r"process_id must be in \[0, 2\).*process_id=2"):
+        launch_settings("h:1", 2, 2, environ={})
+    with pytest.raises(DistributionError, match="HOST:PORT. Received: 'nohost'"):
+        launch_settings("nohost", 2, 0, environ={})
