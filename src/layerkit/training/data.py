@@ -6,25 +6,7 @@ import keras
 import numpy as np
 
 from layerkit.data.pipeline import Pipeline
-from layerkit.data.sources import open_dataset
-
-
-class Subset:
-    """The images `indices` of `source`, renumbered 0..len-1 (for held-out and limited splits)."""
-
-    def __init__(self, source, indices):
-        self.base = source
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.labels = np.asarray(source.labels)[self.indices]
-        self.classes = source.classes
-        self.image_shape = getattr(source, "image_shape", None)
-        if hasattr(source, "encoded_many"):
-            self.encoded_many = lambda idx: source.encoded_many(self.indices[np.asarray(idx)])
-        if hasattr(source, "images"):
-            self.images = lambda idx: source.images(self.indices[np.asarray(idx)])
-
-    def __len__(self):
-        return len(self.indices)
+from layerkit.data.sources import Subset, open_dataset
 
 
 @dataclass
