@@ -9,7 +9,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `layerkit --help` lists them.
-COMMANDS = ["train", "evaluate", "predict", "recipes", "models", "records", "bench"]
+COMMANDS = ["train", "evaluate", "predict", "recipes", "models", "records", "data", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("layerkit: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, ConnectionError) as err:
         print(f"layerkit {args.command}: error: {err}", file=sys.stderr)
         return 2
 
