@@ -10,6 +10,8 @@ F and G are `ResidualFunction`s: pre-activation BN-ReLU-conv stacks as in the pa
 code (two 3x3 convolutions, or 1x1 -> 3x3 -> 1x1 with ``bottleneck=True``).
 """
 
+import functools
+
 import keras
 
 from layerkit.blocks import _args
@@ -53,6 +55,7 @@ class _BatchNormalization(keras.layers.BatchNormalization):
         return ops.cast(outputs, self.compute_dtype)
 
 
+@functools.cache
 def _jax_same_conv():
     """A stride-1 'same' NHWC/HWIO convolution whose gradients are canonical convolutions.
 
@@ -94,9 +97,6 @@ def _jax_same_conv():
     return same_conv
 
 
-_SAME_CONV = []
-
-
 class _Conv2D(keras.layers.Conv2D):
     """Conv2D whose stride-1 'same' channels-last convolution uses `_jax_same_conv` on JAX."""
 
@@ -111,10 +111,8 @@ class _Conv2D(keras.layers.Conv2D):
             or any(size % 2 == 0 for size in self.kernel_size)
         ):
             return super().convolution_op(inputs, kernel)
-        if not _SAME_CONV:
-            _SAME_CONV.append(_jax_same_conv())
         ops = keras.ops
-        return _SAME_CONV[0](ops.convert_to_tensor(inputs), ops.convert_to_tensor(kernel))
+        return _jax_same_conv()(ops.convert_to_tensor(inputs), ops.convert_to_tensor(kernel))
 
 
 @keras.saving.register_keras_serializable(package="layerkit")
