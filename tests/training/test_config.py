@@ -27,7 +27,7 @@ def test_bad_overrides_say_what_is_valid(override, match):
 
 def test_every_recipe_is_documented_and_valid():
     assert {"sample", "svgg-cifar10", "wrn-40-2-cifar10", "cnn-flowers", "squeezenet-flowers",
-            "xception-flowers"} <= set(recipe_names())
+            "xception-flowers", "revnet-38-cifar10", "resnet-32-cifar10"} <= set(recipe_names())
     for name in recipe_names():
         assert recipes.describe(name), name
         config = get_recipe(name)
