@@ -6,5 +6,6 @@ listed in `BENCHMARKS`; `layerkit bench NAME` runs it, `bench/NAME.py` too.
 
 BENCHMARKS = {
     "pipeline": "layerkit.bench.pipeline",
+    "throughput": "layerkit.bench.throughput",
     "revnet": "layerkit.bench.revnet",
 }
