@@ -50,9 +50,6 @@ class Topology:
     def distributed(self) -> bool:
         return self.distribution is not None
 
-    def per_process_batch(self, global_batch: int) -> int:
-        return global_batch // self.process_count
-
     def describe(self) -> str:
         kinds = sorted({d.platform for d in self.devices})
         text = (f"{len(self.devices)} device(s) ({', '.join(kinds)}): "
