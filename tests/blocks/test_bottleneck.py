@@ -24,8 +24,9 @@ def conv(k, cin, cout):
         (dict(filters=4, strides=2), 8, (4, 4, 16),
          bn(8) + conv(1, 8, 4) + bn(4) + conv(3, 4, 4) + bn(4) + conv(1, 4, 16) + conv(1, 8, 16)),
         # expansion 2
-        (dict(filters=4, expansion=2), 8, (8, 8, 8),
-         bn(8) + conv(1, 8, 4) + bn(4) + conv(3, 4, 4) + bn(4) + conv(1, 4, 8)),
+        pytest.param(dict(filters=4, expansion=2), 8, (8, 8, 8),
+                     bn(8) + conv(1, 8, 4) + bn(4) + conv(3, 4, 4) + bn(4) + conv(1, 4, 8),
+                     marks=pytest.mark.large),
     ],
 )
 def test_layer_contract(kwargs, in_ch, out_shape, params, tmp_path):

@@ -29,12 +29,14 @@ def bottleneck_function(cin, cout):  # BN-ReLU-conv1x1 -> BN-ReLU-conv3x3 -> BN-
         # reversible: F and G map 4 -> 4 channels
         (dict(filters=8), 8, (6, 6, 8), 2 * basic_function(4, 4)),
         # bottleneck halves of 8 channels, inner width 2
-        (dict(filters=16, bottleneck=True), 16, (6, 6, 16), 2 * bottleneck_function(8, 8)),
+        pytest.param(dict(filters=16, bottleneck=True), 16, (6, 6, 16),
+                     2 * bottleneck_function(8, 8), marks=pytest.mark.large),
         # transition: strided, 8 -> 16; average-pool + zero-pad shortcuts, no parameters
         (dict(filters=16, strides=2), 8, (3, 3, 16), basic_function(4, 8) + basic_function(8, 8)),
         # bottleneck transition: two strided 1x1 projections
-        (dict(filters=16, strides=2, bottleneck=True), 8, (3, 3, 16),
-         bottleneck_function(4, 8) + bottleneck_function(8, 8) + 2 * conv(1, 4, 8)),
+        pytest.param(dict(filters=16, strides=2, bottleneck=True), 8, (3, 3, 16),
+                     bottleneck_function(4, 8) + bottleneck_function(8, 8) + 2 * conv(1, 4, 8),
+                     marks=pytest.mark.large),
     ],
 )
 def test_layer_contract(kwargs, in_ch, out_shape, params, tmp_path):

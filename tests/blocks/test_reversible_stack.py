@@ -59,6 +59,7 @@ def gradient_check(dtype, bottleneck, blocks=2, filters=16):
     plain.set_weights(rev.get_weights())
     x = rng.normal(size=shape).astype(dtype)
     target = rng.normal(size=shape).astype(dtype)
+    initial_stats = [v.value for v in plain.non_trainable_variables]  # stateless: unchanged
     results = []
     for layer in (rev, plain):
         tv = [v.value for v in layer.trainable_variables]
@@ -74,8 +75,7 @@ def gradient_check(dtype, bottleneck, blocks=2, filters=16):
     return dict(
         loss=rel(lr, lp), dx=rel(dxr, dxp), dw=max(rel(a, b) for a, b in zip(dwr, dwp)),
         n_weights=len(dwr), stats=max(rel(a, b) for a, b in zip(sr, sp)),
-        stats_moved=min(float(jnp.max(jnp.abs(a - b))) for a, b in zip(sr, ntv_init))
-        if (ntv_init := [v.value for v in plain.non_trainable_variables]) else 0.0,
+        stats_moved=min(float(jnp.max(jnp.abs(a - b))) for a, b in zip(sr, initial_stats)),
     )
 """
 
@@ -92,7 +92,8 @@ print(json.dumps({str(b): gradient_check("float64", b) for b in (False, True)}))
 @pytest.mark.parametrize("bottleneck", [False, True])
 def test_float64_gradients_equal_plain_autodiff(float64_results, bottleneck):
     r = float64_results[str(bottleneck)]
-    assert r["n_weights"] == 2 * 2 * (3 if bottleneck else 2) * 3  # blocks x F,G x convs x (kernel, gamma, beta)
+    # blocks x (F, G) x convolutions x (kernel, gamma, beta)
+    assert r["n_weights"] == 2 * 2 * (3 if bottleneck else 2) * 3
     assert r["loss"] < 1e-12, r
     assert r["dx"] < 1e-10, r
     assert r["dw"] < 1e-10, r
@@ -100,8 +101,10 @@ def test_float64_gradients_equal_plain_autodiff(float64_results, bottleneck):
     assert r["stats_moved"] > 0, r  # ...and they did move
 
 
-# float32: measured ~1e-6 (basic) and ~1e-6..1e-5 (bottleneck) relative on CPU; the
-# reconstruction rounds at float32 epsilon per block.
+# Measured on CPU (2 blocks, 16 channels, batch 4): float64 input/weight gradients 4e-16 /
+# 2e-15 relative (bottleneck 3e-16 / 4e-15); float32 3e-7 / 6e-7 (bottleneck 2e-7 / 3e-6).
+# The float32 tolerance leaves room for deeper stacks and other CPUs: the reconstruction
+# rounds at float32 epsilon per block.
 FLOAT32_TOLERANCE = 1e-4
 
 

@@ -66,8 +66,11 @@ def test_revnet_structure_and_parameter_counts(depth, units, widths, bottleneck)
     assert [s.filters for s in stacks] == [w * (4 if bottleneck else 1) for w in widths]
 
 
-@pytest.mark.parametrize("depth, blocks, kind", [(32, 5, Residual), (110, 18, Residual),
-                                                 (164, 18, Bottleneck)])
+@pytest.mark.parametrize("depth, blocks, kind", [
+    (32, 5, Residual),
+    pytest.param(110, 18, Residual, marks=pytest.mark.large),
+    pytest.param(164, 18, Bottleneck, marks=pytest.mark.large),
+])
 def test_resnet_structure_and_parameter_counts(depth, blocks, kind):
     model = models.create(f"resnet-{depth}", **SMALL)
     _check_paper_count(model)

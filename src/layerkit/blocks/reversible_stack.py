@@ -7,6 +7,10 @@ G and F give the gradients. On JAX this is one `jax.custom_vjp` over the whole s
 with the per-block weights stacked and the blocks run by `lax.scan`, so that XLA cannot
 hoist the recomputation into the forward pass and compiled memory stays flat in depth
 (see ../shared/design/revnet.md). Other backends fall back to plain backprop.
+
+Measured (tests/blocks/test_reversible_stack.py, docs/benchmarks.md): gradients equal plain
+autodiff to ~1e-15 relative in float64 and ~1e-6 in float32; compiled temporary memory of a
+RevNet training step is flat in depth (RevNet-110/RevNet-38: 1.21 at batch 64 on CPU).
 """
 
 import warnings
