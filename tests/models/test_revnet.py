@@ -124,3 +124,9 @@ def test_revnet_training_step_equals_plain_backprop():
         trained.append((model, initial))
     for a, b in zip(trained[0][0].weights, trained[1][0].weights):
         np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-4, atol=1e-5, err_msg=a.path)
+
+
+def test_weight_decay_reaches_every_convolution():
+    model = models.create("revnet-38", weight_decay=1e-4, **SMALL)
+    # stem + stage 0 stack (3 blocks x 4 convs) + 2 x (transition 4 + stack 2 x 4)
+    assert len(model.losses) == 1 + 12 + 2 * (4 + 8)
