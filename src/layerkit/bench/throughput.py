@@ -8,7 +8,8 @@ reflect-crop augmentation, then the zoo model, SGD momentum), timed two ways in 
 process: (a) fed batch after batch by `layerkit.data.Pipeline` from the data set's JPEGs
 (decoded once and cached, prefetched by its thread, copied to the device at each step);
 (b) on one batch already on the device, the ceiling. Whole timed windows end with the
-device idle (``block_until_ready``); compilation and warm-up steps are excluded. The last
+device idle (``block_until_ready``), (a) and (b) alternating; compilation and warm-up steps
+are excluded. The last
 line is ``ratio pipeline/device-resident: X`` (1.0 = the pipeline costs nothing).
 """
 
@@ -139,8 +140,10 @@ def run(args) -> int:
         while True:
             yield resident
 
-    fed = measure(step, pipeline_batches(), args.steps, args.warmup, args.repeats, args.batch_size)
-    ceiling = measure(step, resident_batches(), args.steps, args.warmup, args.repeats, args.batch_size)
+    fed, ceiling, fed_batches, resident_batches = [], [], pipeline_batches(), resident_batches()
+    for _ in range(args.repeats):  # alternate the windows: a busy machine drifts both alike
+        fed += measure(step, fed_batches, args.steps, args.warmup, 1, args.batch_size)
+        ceiling += measure(step, resident_batches, args.steps, args.warmup, 1, args.batch_size)
     pipe.close()
     a, b = statistics.median(fed), statistics.median(ceiling)
     print(f"(a) fed by layerkit's Pipeline:       {a:12,.1f} images/s  (median of {args.repeats}: "
