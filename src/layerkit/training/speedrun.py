@@ -209,11 +209,11 @@ class Speedrun:
         loss = -jnp.mean(jnp.sum(target * jax.nn.log_softmax(logits), axis=-1))
         return loss, non_trainable
 
-    def _train_step(self, state, idx):
+    def _train_step(self, state, train_x, train_y, idx):
         import jax
 
         trainable, non_trainable, opt = state
-        images, labels = self.train_x[idx], self.train_y[idx]
+        images, labels = train_x[idx], train_y[idx]  # the batch gathered on the device
         (loss, non_trainable), grads = jax.value_and_grad(self._loss, has_aux=True)(
             trainable, non_trainable, images, labels)
         trainable, opt = self.optimizer.stateless_apply(opt, grads, trainable)
@@ -229,12 +229,12 @@ class Speedrun:
             logits = (logits + mirrored.astype(jnp.float32)) / 2
         return logits
 
-    def _eval_step(self, trainable, non_trainable, start):
+    def _eval_step(self, trainable, non_trainable, test_x, test_y, start):
         import jax
         import jax.numpy as jnp
 
-        images = jax.lax.dynamic_slice_in_dim(self.test_x, start, self.eval_batch)
-        labels = jax.lax.dynamic_slice_in_dim(self.test_y, start, self.eval_batch)
+        images = jax.lax.dynamic_slice_in_dim(test_x, start, self.eval_batch)
+        labels = jax.lax.dynamic_slice_in_dim(test_y, start, self.eval_batch)
         return jnp.sum(jnp.argmax(self._logits(trainable, non_trainable, images), -1) == labels)
 
     def _compile(self) -> float:
@@ -243,8 +243,11 @@ class Speedrun:
         state = self.initial_state(self.config.seed)
         idx = np.zeros(self.config.batch_size, np.int32)
         start = time.perf_counter()
-        self.train_step = jax.jit(self._train_step, donate_argnums=0).lower(state, idx).compile()
-        self.eval_step = jax.jit(self._eval_step).lower(state[0], state[1], np.int32(0)).compile()
+        # The data sets are arguments, not closed-over constants: never baked into the program.
+        self.train_step = jax.jit(self._train_step, donate_argnums=0).lower(
+            state, self.train_x, self.train_y, idx).compile()
+        self.eval_step = jax.jit(self._eval_step).lower(
+            state[0], state[1], self.test_x, self.test_y, np.int32(0)).compile()
         return time.perf_counter() - start
 
     # --- one run ---
@@ -262,14 +265,14 @@ class Speedrun:
         start = time.perf_counter()
         loss = None
         for step in range(self.total_steps):
-            state, loss = self.train_step(state, orders[step // steps][step % steps])
+            state, loss = self.train_step(state, self.train_x, self.train_y, orders[step // steps][step % steps])
         jax.block_until_ready(state)
         seconds = time.perf_counter() - start
         return {"seed": seed, "train_seconds": seconds, "final_loss": float(loss),
                 "test_accuracy": self.evaluate(state)}
 
     def evaluate(self, state) -> float:
-        correct = sum(int(self.eval_step(state[0], state[1], np.int32(s)))
+        correct = sum(int(self.eval_step(state[0], state[1], self.test_x, self.test_y, np.int32(s)))
                       for s in range(0, self.n_test, self.eval_batch))
         return correct / self.n_test
 
