@@ -3,10 +3,11 @@
 import keras
 
 from layerkit.blocks import _args
+from layerkit.blocks.conv_block import ConvBlock
 
 
 @keras.saving.register_keras_serializable(package="layerkit")
-class Bottleneck(keras.layers.Layer):
+class Bottleneck(ConvBlock):
     """A pre-activation bottleneck block, 1x1 -> 3x3 -> 1x1, with a shortcut.
 
     After "Identity Mappings in Deep Residual Networks" (He et al. 2016)::
@@ -40,46 +41,15 @@ class Bottleneck(keras.layers.Layer):
         data_format=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(momentum=momentum, epsilon=epsilon, kernel_initializer=kernel_initializer,
+                         kernel_regularizer=kernel_regularizer, data_format=data_format, **kwargs)
         self.filters = _args.positive_int("filters", filters)
         self.strides = _args.int_pair("strides", strides)
         self.expansion = _args.positive_int("expansion", expansion)
-        self.momentum = _args.momentum("momentum", momentum)
-        if not epsilon > 0:
-            raise ValueError(f"`epsilon` must be > 0. Received: epsilon={epsilon!r}")
-        self.epsilon = float(epsilon)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.data_format = _args.data_format(data_format)
-        self._channel_axis = -1 if self.data_format == "channels_last" else 1
 
     @property
     def output_filters(self):
         return self.filters * self.expansion
-
-    # === Layers ===
-    def _conv(self, filters, kernel_size, strides, name):
-        return keras.layers.Conv2D(
-            filters,
-            kernel_size,
-            strides=strides,
-            padding="same",
-            use_bias=False,
-            kernel_initializer=self.kernel_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            data_format=self.data_format,
-            dtype=self.dtype_policy,
-            name=name,
-        )
-
-    def _bn(self, name):
-        return keras.layers.BatchNormalization(
-            axis=self._channel_axis,
-            momentum=self.momentum,
-            epsilon=self.epsilon,
-            dtype=self.dtype_policy,
-            name=name,
-        )
 
     def build(self, input_shape):
         in_channels = _args.channels(input_shape, self.data_format, type(self).__name__)
@@ -89,12 +59,12 @@ class Bottleneck(keras.layers.Layer):
             input_shape, self.filters, self.strides, self.data_format
         )
 
-        self.bn1 = self._bn("bn1")
-        self.conv1 = self._conv(self.filters, 1, 1, "conv1")
-        self.bn2 = self._bn("bn2")
-        self.conv2 = self._conv(self.filters, 3, self.strides, "conv2")
-        self.bn3 = self._bn("bn3")
-        self.conv3 = self._conv(self.output_filters, 1, 1, "conv3")
+        self.bn1 = self.make_batch_norm("bn1")
+        self.conv1 = self.make_conv(self.filters, 1, 1, "conv1")
+        self.bn2 = self.make_batch_norm("bn2")
+        self.conv2 = self.make_conv(self.filters, 3, self.strides, "conv2")
+        self.bn3 = self.make_batch_norm("bn3")
+        self.conv3 = self.make_conv(self.output_filters, 1, 1, "conv3")
         self.bn1.build(input_shape)
         self.conv1.build(input_shape)
         self.bn2.build(inner)
@@ -102,7 +72,7 @@ class Bottleneck(keras.layers.Layer):
         self.bn3.build(inner_strided)
         self.conv3.build(inner_strided)
         if self.has_projection:
-            self.shortcut = self._conv(self.output_filters, 1, self.strides, "shortcut")
+            self.shortcut = self.make_conv(self.output_filters, 1, self.strides, "shortcut")
             self.shortcut.build(input_shape)
         self.built = True
 
@@ -128,10 +98,5 @@ class Bottleneck(keras.layers.Layer):
             filters=self.filters,
             strides=self.strides,
             expansion=self.expansion,
-            momentum=self.momentum,
-            epsilon=self.epsilon,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
-            data_format=self.data_format,
         )
         return config

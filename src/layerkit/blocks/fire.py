@@ -3,10 +3,11 @@
 import keras
 
 from layerkit.blocks import _args
+from layerkit.blocks.conv_block import ConvBlock
 
 
 @keras.saving.register_keras_serializable(package="layerkit")
-class Fire(keras.layers.Layer):
+class Fire(ConvBlock):
     """1x1 squeeze convolution, then 1x1 and 3x3 expand convolutions, concatenated.
 
     Each expand branch has ``expand // 2`` filters, so the output has ``expand``
@@ -28,7 +29,8 @@ class Fire(keras.layers.Layer):
         data_format=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(momentum=momentum, epsilon=epsilon, kernel_initializer=kernel_initializer,
+                         kernel_regularizer=kernel_regularizer, data_format=data_format, **kwargs)
         self.squeeze = _args.positive_int("squeeze", squeeze)
         self.expand = _args.positive_int("expand", expand)
         if self.expand % 2:
@@ -37,46 +39,15 @@ class Fire(keras.layers.Layer):
                 f"branches. Received: expand={expand!r}"
             )
         self.batch_norm = bool(batch_norm)
-        self.momentum = _args.momentum("momentum", momentum)
-        if not epsilon > 0:
-            raise ValueError(f"`epsilon` must be > 0. Received: epsilon={epsilon!r}")
-        self.epsilon = float(epsilon)
         self.separable = bool(separable)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.data_format = _args.data_format(data_format)
-        self._channel_axis = -1 if self.data_format == "channels_last" else 1
-
-    def _conv(self, filters, kernel_size, name, separable=False):
-        common = dict(
-            filters=filters,
-            kernel_size=kernel_size,
-            padding="same",
-            use_bias=not self.batch_norm,
-            data_format=self.data_format,
-            dtype=self.dtype_policy,
-            name=name,
-        )
-        if separable:
-            return keras.layers.SeparableConv2D(
-                depthwise_initializer=self.kernel_initializer,
-                pointwise_initializer=self.kernel_initializer,
-                depthwise_regularizer=self.kernel_regularizer,
-                pointwise_regularizer=self.kernel_regularizer,
-                **common,
-            )
-        return keras.layers.Conv2D(
-            kernel_initializer=self.kernel_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            **common,
-        )
 
     def build(self, input_shape):
         _args.channels(input_shape, self.data_format, type(self).__name__)
         half = self.expand // 2
-        self.squeeze_conv = self._conv(self.squeeze, 1, "squeeze")
-        self.expand1_conv = self._conv(half, 1, "expand1x1")
-        self.expand3_conv = self._conv(half, 3, "expand3x3", self.separable)
+        bias = not self.batch_norm
+        self.squeeze_conv = self.make_conv(self.squeeze, 1, 1, "squeeze", use_bias=bias)
+        self.expand1_conv = self.make_conv(half, 1, 1, "expand1x1", use_bias=bias)
+        self.expand3_conv = self.make_conv(half, 3, 1, "expand3x3", self.separable, use_bias=bias)
         squeezed = _args.same_padded_shape(input_shape, self.squeeze, (1, 1), self.data_format)
         self.squeeze_conv.build(input_shape)
         self.expand1_conv.build(squeezed)
@@ -85,13 +56,7 @@ class Fire(keras.layers.Layer):
             self.bns = []
             for name, filters in (("squeeze_bn", self.squeeze), ("expand1x1_bn", half),
                                   ("expand3x3_bn", half)):
-                bn = keras.layers.BatchNormalization(
-                    axis=self._channel_axis,
-                    momentum=self.momentum,
-                    epsilon=self.epsilon,
-                    dtype=self.dtype_policy,
-                    name=name,
-                )
+                bn = self.make_batch_norm(name)
                 bn.build(_args.same_padded_shape(input_shape, filters, (1, 1), self.data_format))
                 self.bns.append(bn)
         self.built = True
@@ -117,11 +82,6 @@ class Fire(keras.layers.Layer):
             squeeze=self.squeeze,
             expand=self.expand,
             batch_norm=self.batch_norm,
-            momentum=self.momentum,
-            epsilon=self.epsilon,
             separable=self.separable,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
-            data_format=self.data_format,
         )
         return config

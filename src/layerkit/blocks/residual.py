@@ -3,10 +3,11 @@
 import keras
 
 from layerkit.blocks import _args
+from layerkit.blocks.conv_block import ConvBlock
 
 
 @keras.saving.register_keras_serializable(package="layerkit")
-class Residual(keras.layers.Layer):
+class Residual(ConvBlock):
     """Two convolutions and a shortcut, usable in a plain `keras.Sequential`.
 
     Post-activation (``preactivation=False``, ResNet v1 and AlphaGo Zero)::
@@ -50,65 +51,23 @@ class Residual(keras.layers.Layer):
         data_format=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(momentum=momentum, epsilon=epsilon, kernel_initializer=kernel_initializer,
+                         kernel_regularizer=kernel_regularizer, data_format=data_format, **kwargs)
         self.filters = _args.positive_int("filters", filters)
         self.kernel_size = _args.int_pair("kernel_size", kernel_size)
         self.strides = _args.int_pair("strides", strides)
         self.preactivation = bool(preactivation)
         self.dropout = _args.fraction("dropout", dropout)
         self.separable = bool(separable)
-        self.momentum = _args.momentum("momentum", momentum)
-        if not epsilon > 0:
-            raise ValueError(f"`epsilon` must be > 0. Received: epsilon={epsilon!r}")
-        self.epsilon = float(epsilon)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.data_format = _args.data_format(data_format)
-        self._channel_axis = -1 if self.data_format == "channels_last" else 1
-
-    # === Layers ===
-    def _conv(self, kernel_size, strides, name, separable=False):
-        common = dict(
-            filters=self.filters,
-            kernel_size=kernel_size,
-            strides=strides,
-            padding="same",
-            use_bias=False,
-            data_format=self.data_format,
-            dtype=self.dtype_policy,
-            name=name,
-        )
-        if separable:
-            return keras.layers.SeparableConv2D(
-                depthwise_initializer=self.kernel_initializer,
-                pointwise_initializer=self.kernel_initializer,
-                depthwise_regularizer=self.kernel_regularizer,
-                pointwise_regularizer=self.kernel_regularizer,
-                **common,
-            )
-        return keras.layers.Conv2D(
-            kernel_initializer=self.kernel_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            **common,
-        )
-
-    def _bn(self, name):
-        return keras.layers.BatchNormalization(
-            axis=self._channel_axis,
-            momentum=self.momentum,
-            epsilon=self.epsilon,
-            dtype=self.dtype_policy,
-            name=name,
-        )
 
     def build(self, input_shape):
         in_channels = _args.channels(input_shape, self.data_format, type(self).__name__)
         self.has_projection = in_channels != self.filters or self.strides != (1, 1)
 
-        self.conv1 = self._conv(self.kernel_size, self.strides, "conv1", self.separable)
-        self.conv2 = self._conv(self.kernel_size, 1, "conv2", self.separable)
-        self.bn1 = self._bn("bn1")
-        self.bn2 = self._bn("bn2")
+        self.conv1 = self.make_conv(self.filters, self.kernel_size, self.strides, "conv1", self.separable)
+        self.conv2 = self.make_conv(self.filters, self.kernel_size, 1, "conv2", self.separable)
+        self.bn1 = self.make_batch_norm("bn1")
+        self.bn2 = self.make_batch_norm("bn2")
         mid_shape = self.compute_output_shape(input_shape)
 
         self.conv1.build(input_shape)
@@ -118,10 +77,10 @@ class Residual(keras.layers.Layer):
         if self.dropout > 0:
             self.drop = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name="dropout")
         if self.has_projection:
-            self.shortcut = self._conv(1, self.strides, "shortcut")
+            self.shortcut = self.make_conv(self.filters, 1, self.strides, "shortcut")
             self.shortcut.build(input_shape)
             if not self.preactivation:
-                self.shortcut_bn = self._bn("shortcut_bn")
+                self.shortcut_bn = self.make_batch_norm("shortcut_bn")
                 self.shortcut_bn.build(mid_shape)
         self.built = True
 
@@ -155,10 +114,5 @@ class Residual(keras.layers.Layer):
             preactivation=self.preactivation,
             dropout=self.dropout,
             separable=self.separable,
-            momentum=self.momentum,
-            epsilon=self.epsilon,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
-            data_format=self.data_format,
         )
         return config

@@ -15,13 +15,7 @@ import functools
 import keras
 
 from layerkit.blocks import _args
-
-
-def _bn_args(momentum, epsilon):
-    momentum = _args.momentum("momentum", momentum)
-    if not epsilon > 0:
-        raise ValueError(f"`epsilon` must be > 0. Received: epsilon={epsilon!r}")
-    return momentum, float(epsilon)
+from layerkit.blocks.conv_block import ConvBlock
 
 
 class _BatchNormalization(keras.layers.BatchNormalization):
@@ -116,7 +110,7 @@ class _Conv2D(keras.layers.Conv2D):
 
 
 @keras.saving.register_keras_serializable(package="layerkit")
-class ResidualFunction(keras.layers.Layer):
+class ResidualFunction(ConvBlock):
     """F or G of a `RevBlock`: a residual branch without its shortcut.
 
     Basic (``bottleneck=False``): BN-ReLU-conv3x3(strides) -> BN-ReLU-conv3x3.
@@ -144,7 +138,8 @@ class ResidualFunction(keras.layers.Layer):
         data_format=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(momentum=momentum, epsilon=epsilon, kernel_initializer=kernel_initializer,
+                         kernel_regularizer=kernel_regularizer, data_format=data_format, **kwargs)
         self.filters = _args.positive_int("filters", filters)
         self.strides = _args.int_pair("strides", strides)
         self.bottleneck = bool(bottleneck)
@@ -153,11 +148,6 @@ class ResidualFunction(keras.layers.Layer):
                 "With `bottleneck=True`, `filters` must be divisible by 4. "
                 f"Received: filters={filters!r}"
             )
-        self.momentum, self.epsilon = _bn_args(momentum, epsilon)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.data_format = _args.data_format(data_format)
-        self._channel_axis = -1 if self.data_format == "channels_last" else 1
 
     def _specs(self):
         """(filters, kernel size, strides) of each convolution, in order."""
@@ -171,16 +161,8 @@ class ResidualFunction(keras.layers.Layer):
         self.norms, self.convs = [], []
         shape = input_shape
         for i, (filters, kernel_size, strides) in enumerate(self._specs(), start=1):
-            bn = _BatchNormalization(
-                axis=self._channel_axis, momentum=self.momentum, epsilon=self.epsilon,
-                dtype=self.dtype_policy, name=f"bn{i}",
-            )
-            conv = _Conv2D(
-                filters, kernel_size, strides=strides, padding="same", use_bias=False,
-                kernel_initializer=self.kernel_initializer,
-                kernel_regularizer=self.kernel_regularizer,
-                data_format=self.data_format, dtype=self.dtype_policy, name=f"conv{i}",
-            )
+            bn = self.make_batch_norm(f"bn{i}", bn_class=_BatchNormalization)
+            conv = self.make_conv(filters, kernel_size, strides, f"conv{i}", conv_class=_Conv2D)
             bn.build(shape)
             conv.build(shape)
             shape = _args.same_padded_shape(shape, filters, strides, self.data_format)
@@ -203,17 +185,12 @@ class ResidualFunction(keras.layers.Layer):
             filters=self.filters,
             strides=self.strides,
             bottleneck=self.bottleneck,
-            momentum=self.momentum,
-            epsilon=self.epsilon,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
-            data_format=self.data_format,
         )
         return config
 
 
 @keras.saving.register_keras_serializable(package="layerkit")
-class RevBlock(keras.layers.Layer):
+class RevBlock(ConvBlock):
     """A reversible residual block: y1 = x1 + F(x2), y2 = x2 + G(y1).
 
     With ``strides=1`` and as many input channels as `filters` the block is invertible
@@ -244,7 +221,8 @@ class RevBlock(keras.layers.Layer):
         data_format=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(momentum=momentum, epsilon=epsilon, kernel_initializer=kernel_initializer,
+                         kernel_regularizer=kernel_regularizer, data_format=data_format, **kwargs)
         self.filters = _args.positive_int("filters", filters)
         self.bottleneck = bool(bottleneck)
         multiple = 8 if self.bottleneck else 2
@@ -255,11 +233,6 @@ class RevBlock(keras.layers.Layer):
                 f"Received: filters={filters!r}"
             )
         self.strides = _args.int_pair("strides", strides)
-        self.momentum, self.epsilon = _bn_args(momentum, epsilon)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.data_format = _args.data_format(data_format)
-        self._channel_axis = -1 if self.data_format == "channels_last" else 1
 
     # === Layers ===
     def _function(self, strides, name):
@@ -267,11 +240,7 @@ class RevBlock(keras.layers.Layer):
             self.filters // 2,
             strides=strides,
             bottleneck=self.bottleneck,
-            momentum=self.momentum,
-            epsilon=self.epsilon,
-            kernel_initializer=self.kernel_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            data_format=self.data_format,
+            **self.conv_block_config(),
             dtype=self.dtype_policy,
             name=name,
         )
@@ -304,12 +273,7 @@ class RevBlock(keras.layers.Layer):
         self.projections = []
         if not self.reversible and self.bottleneck:
             for i in (1, 2):
-                proj = keras.layers.Conv2D(
-                    self.filters // 2, 1, strides=self.strides, padding="same", use_bias=False,
-                    kernel_initializer=self.kernel_initializer,
-                    kernel_regularizer=self.kernel_regularizer,
-                    data_format=self.data_format, dtype=self.dtype_policy, name=f"project{i}",
-                )
+                proj = self.make_conv(self.filters // 2, 1, self.strides, f"project{i}")
                 proj.build(half_in)
                 self.projections.append(proj)
         elif not self.reversible and self.strides != (1, 1):
@@ -369,10 +333,5 @@ class RevBlock(keras.layers.Layer):
             filters=self.filters,
             strides=self.strides,
             bottleneck=self.bottleneck,
-            momentum=self.momentum,
-            epsilon=self.epsilon,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
-            data_format=self.data_format,
         )
         return config

@@ -18,6 +18,7 @@ import warnings
 import keras
 
 from layerkit.blocks import _args
+from layerkit.blocks.conv_block import ConvBlock
 from layerkit.blocks.rev_block import RevBlock
 
 
@@ -97,7 +98,7 @@ def _reversible_scan(f_layer, g_layer, training, axis):
 
 
 @keras.saving.register_keras_serializable(package="layerkit")
-class ReversibleStack(keras.layers.Layer):
+class ReversibleStack(ConvBlock):
     """`blocks` reversible `RevBlock`s of `filters` channels, trained in constant memory.
 
     The input must have `filters` channels (a stack keeps the shape: downsampling between
@@ -131,25 +132,15 @@ class ReversibleStack(keras.layers.Layer):
         data_format=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(momentum=momentum, epsilon=epsilon, kernel_initializer=kernel_initializer,
+                         kernel_regularizer=kernel_regularizer, data_format=data_format, **kwargs)
         self.blocks = _args.positive_int("blocks", blocks)
         self.filters = _args.positive_int("filters", filters)
         self.bottleneck = bool(bottleneck)
         self.reversible = bool(reversible)
-        self.momentum = _args.momentum("momentum", momentum)
-        if not epsilon > 0:
-            raise ValueError(f"`epsilon` must be > 0. Received: epsilon={epsilon!r}")
-        self.epsilon = float(epsilon)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.data_format = _args.data_format(data_format)
-        self._channel_axis = -1 if self.data_format == "channels_last" else 1
         # Validates `filters` (even, or divisible by 8 for bottlenecks) with a clear error.
         self._block_config = dict(
-            filters=self.filters, strides=1, bottleneck=self.bottleneck,
-            momentum=self.momentum, epsilon=self.epsilon,
-            kernel_initializer=self.kernel_initializer,
-            kernel_regularizer=self.kernel_regularizer, data_format=self.data_format,
+            filters=self.filters, strides=1, bottleneck=self.bottleneck, **self.conv_block_config()
         )
         RevBlock(**self._block_config)
         self._custom_backward = self.reversible and keras.backend.backend() == "jax"
@@ -231,10 +222,5 @@ class ReversibleStack(keras.layers.Layer):
             filters=self.filters,
             bottleneck=self.bottleneck,
             reversible=self.reversible,
-            momentum=self.momentum,
-            epsilon=self.epsilon,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
-            data_format=self.data_format,
         )
         return config

@@ -3,11 +3,12 @@
 import keras
 
 from layerkit.blocks import _args
+from layerkit.blocks.conv_block import ConvBlock
 from layerkit.blocks.residual import Residual
 
 
 @keras.saving.register_keras_serializable(package="layerkit")
-class WideResidualGroup(keras.layers.Layer):
+class WideResidualGroup(ConvBlock):
     """A group of `blocks` pre-activation `Residual` blocks of `filters` channels.
 
     The first block downsamples by `strides` (and projects the shortcut when the
@@ -29,19 +30,13 @@ class WideResidualGroup(keras.layers.Layer):
         data_format=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(momentum=momentum, epsilon=epsilon, kernel_initializer=kernel_initializer,
+                         kernel_regularizer=kernel_regularizer, data_format=data_format, **kwargs)
         self.filters = _args.positive_int("filters", filters)
         self.blocks = _args.positive_int("blocks", blocks)
         self.strides = _args.int_pair("strides", strides)
         self.dropout = _args.fraction("dropout", dropout)
         self.kernel_size = _args.int_pair("kernel_size", kernel_size)
-        self.momentum = _args.momentum("momentum", momentum)
-        if not epsilon > 0:
-            raise ValueError(f"`epsilon` must be > 0. Received: epsilon={epsilon!r}")
-        self.epsilon = float(epsilon)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.data_format = _args.data_format(data_format)
 
     def build(self, input_shape):
         _args.channels(input_shape, self.data_format, type(self).__name__)
@@ -54,11 +49,7 @@ class WideResidualGroup(keras.layers.Layer):
                 strides=self.strides if i == 0 else 1,
                 preactivation=True,
                 dropout=self.dropout,
-                momentum=self.momentum,
-                epsilon=self.epsilon,
-                kernel_initializer=self.kernel_initializer,
-                kernel_regularizer=self.kernel_regularizer,
-                data_format=self.data_format,
+                **self.conv_block_config(),
                 dtype=self.dtype_policy,
                 name=f"block{i}",
             )
@@ -84,10 +75,5 @@ class WideResidualGroup(keras.layers.Layer):
             strides=self.strides,
             dropout=self.dropout,
             kernel_size=self.kernel_size,
-            momentum=self.momentum,
-            epsilon=self.epsilon,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
-            data_format=self.data_format,
         )
         return config
