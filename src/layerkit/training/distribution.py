@@ -205,12 +205,6 @@ def setup(config, verbose: bool = True) -> Topology:
     return topology
 
 
-def teardown() -> None:
-    import keras
-
-    keras.distribution.set_distribution(None)
-
-
 # === One process's view of replicated state ===
 
 

@@ -184,6 +184,7 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None, la
     if config is not None and launch:
         config = validate(Config.from_dict({**config.to_dict(), **launch}))
     chief = _launch_process_id(config, launch) == 0
+    previous = keras.distribution.distribution()
     if not resume:  # bad device or process settings fail before the run directory is made
         topology = dist.setup(config)
     try:
@@ -194,7 +195,7 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None, la
             topology = dist.setup(config)
         return _train(config, workdir, state, verbose, topology)
     finally:
-        dist.teardown()
+        keras.distribution.set_distribution(previous)
 
 
 def _launch_process_id(config, launch) -> int:

@@ -177,6 +177,7 @@ class Speedrun:
                                               weight_decay=config.weight_decay)
         self.optimizer.exclude_from_weight_decay(var_names=["gamma", "beta"])
         self.optimizer.build(self.model.trainable_variables)
+        self._optimizer_start = [np.asarray(v.value) for v in self.optimizer.variables]  # step 0, zero slots
         self.compile_seconds = self._compile()
 
     # --- state ---
@@ -192,8 +193,7 @@ class Speedrun:
             keras.utils.set_random_seed(seed)
             fresh = build_net(self.config)
         values = [[v.value for v in fresh.trainable_variables], [v.value for v in fresh.non_trainable_variables]]
-        opt = [jax.numpy.zeros_like(v.value) if "iteration" not in v.path else jax.numpy.zeros((), v.dtype)
-               for v in self.optimizer.variables]
+        opt = [jax.numpy.asarray(v) for v in self._optimizer_start]  # fresh buffers: steps donate them
         return (values[0], values[1], opt)
 
     # --- steps ---
