@@ -91,8 +91,7 @@ def validate(config: SpeedrunConfig) -> SpeedrunConfig:
 def load_arrays(config: SpeedrunConfig):
     """(train images, train labels, test images, test labels) as numpy uint8 / int32."""
     from layerkit.data.pipeline import Pipeline
-    from layerkit.data.sources import open_dataset
-    from layerkit.training.data import Subset
+    from layerkit.data.sources import Subset, open_dataset
 
     out = []
     for split, limit in (("train", config.train_limit), ("test", config.test_limit)):
