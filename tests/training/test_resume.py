@@ -14,7 +14,7 @@ import keras
 from layerkit.training import apply_overrides, get_recipe, train
 from layerkit.training.run import load_checkpoint
 
-OVERRIDES = ["epochs=4", "train_limit=640", "test_limit=64", "batch_size=32", "report=false",
+OVERRIDES = ["epochs=4", "train_limit=320", "test_limit=64", "batch_size=32", "report=false",
              "warmup_epochs=1"]
 
 
@@ -42,7 +42,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     deadline = time.time() + 300
     while _epochs_completed(killed) < 1 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(0.3)  # into epoch 2
+    time.sleep(0.1)  # into epoch 2
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
