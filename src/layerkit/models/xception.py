@@ -50,7 +50,7 @@ def xception(
         base = keras.applications.Xception(include_top=False, weights=weights, input_shape=tuple(input_shape))
     except Exception as err:  # keras.utils.get_file raises plain Exception on a failed download
         if weights == "imagenet":
-            raise RuntimeError(
+            raise ConnectionError(
                 "Could not fetch the ImageNet weights of Xception (no network?). Download "
                 "'xception_weights_tf_dim_ordering_tf_kernels_notop.h5' where a network exists "
                 "and pass its path as weights=PATH, or use weights=None. Cause: "
