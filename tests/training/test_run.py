@@ -92,3 +92,13 @@ def test_refuses_to_overwrite_a_run_and_to_resume_nothing(run_dir, tmp_path):
         train(get_recipe("sample", smoke_run=True), out)
     with pytest.raises(RunError, match="no run"):
         train(None, tmp_path / "empty", resume=True)
+
+
+def test_a_start_that_failed_before_any_epoch_can_be_retried(tmp_path):
+    config = apply_overrides(get_recipe("sample", smoke_run=True), ["data=/no/such/pack.npz"])
+    with pytest.raises(FileNotFoundError):
+        train(config, tmp_path / "run")
+    assert (tmp_path / "run" / "config.json").exists() and not (tmp_path / "run" / "state.json").exists()
+    retry = apply_overrides(get_recipe("sample", smoke_run=True), ["steps_per_epoch=1", "test_limit=32",
+                                                                  "report=false"])
+    assert train(retry, tmp_path / "run", verbose=0)["epochs"] == 1

@@ -157,8 +157,11 @@ def _prepare(config: Config, workdir: Path, resume: bool, chief: bool = True):
         saved = Config.from_dict(json.loads((workdir / "config.json").read_text()))
         state = json.loads(state_path.read_text()) if state_path.exists() else None
         return saved, state
-    if state_path.exists() or (workdir / "config.json").exists():
+    if state_path.exists():
         raise RunError(f"{workdir} already holds a run: pass --resume to continue it, or choose another --out")
+    if (workdir / "config.json").exists():  # a start that failed before its first checkpoint
+        print(f"layerkit: {workdir} holds a run that never completed an epoch; starting it afresh",
+              file=sys.stderr)
     workdir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(workdir / "config.json", config.to_json())
     return config, None
