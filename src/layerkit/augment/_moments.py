@@ -23,9 +23,9 @@ def batches(data, steps=None, name="adapt"):
         yield np.asarray(batch, np.float64)
 
 
-def channel_moments(data, axis=-1, steps=None, name="adapt"):
-    """Mean and variance along every axis but `axis`: arrays of the `axis` size."""
-    count, total, total_sq, shape = 0, 0.0, 0.0, None
+def _checked_batches(data, steps, name):
+    """Yield (batch, shape of the first batch), refusing rank < 2 and batches that change shape."""
+    shape = None
     for x in batches(data, steps, name):
         if x.ndim < 2:
             raise ValueError(f"{name} expects batches of rank >= 2. Received shape {x.shape}")
@@ -33,6 +33,13 @@ def channel_moments(data, axis=-1, steps=None, name="adapt"):
             shape = x.shape
         elif x.shape[1:] != shape[1:]:
             raise ValueError(f"{name}: batches differ in shape: {shape[1:]} then {x.shape[1:]}")
+        yield x, shape
+
+
+def channel_moments(data, axis=-1, steps=None, name="adapt"):
+    """Mean and variance along every axis but `axis`: arrays of the `axis` size."""
+    count, total, total_sq, shape = 0, 0.0, 0.0, None
+    for x, shape in _checked_batches(data, steps, name):
         x = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
         count += len(x)
         total = total + x.sum(0)
@@ -46,13 +53,7 @@ def channel_moments(data, axis=-1, steps=None, name="adapt"):
 def flat_moments(data, steps=None, name="adapt"):
     """Mean (D,) and covariance (D, D) of the flattened examples, and the example shape."""
     count, total, outer, shape = 0, 0.0, 0.0, None
-    for x in batches(data, steps, name):
-        if x.ndim < 2:
-            raise ValueError(f"{name} expects batches of rank >= 2. Received shape {x.shape}")
-        if shape is None:
-            shape = x.shape
-        elif x.shape[1:] != shape[1:]:
-            raise ValueError(f"{name}: batches differ in shape: {shape[1:]} then {x.shape[1:]}")
+    for x, shape in _checked_batches(data, steps, name):
         x = x.reshape(len(x), -1)
         count += len(x)
         total = total + x.sum(0)
