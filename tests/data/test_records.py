@@ -15,6 +15,7 @@ from layerkit import cli
 from layerkit.data.decode import decode_image
 from layerkit.data.example import ImageKeys, encode_example, encode_image_example, image_example_fields
 from layerkit.data.npz import load_npz
+from layerkit.data.record_labels import labels_path
 from layerkit.data.records import records_info, verify_records, write_records
 from layerkit.data.tfrecord import RecordError, Shards, ShardWriter, index_path
 
@@ -88,7 +89,7 @@ def test_npz_round_trip_every_record_once(small_pack, tmp_path):
     assert len(labels_in_first_shard) >= 8  # not one class per shard
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert files == ["dataset.json"] + sorted(
-        f"records-0000{k}-of-00004.tfrecord{s}" for k in range(4) for s in ("", ".index"))
+        f"records-0000{k}-of-00004.tfrecord{s}" for k in range(4) for s in ("", ".index", ".labels"))
     assert verify_records(tmp_path / "out") == {"records": 200, "shards": 4}
 
 
@@ -340,6 +341,8 @@ def test_truncated_shard_named(written):
 
 
 def rewrite_shard(shard, payloads):
+    """The shard as another writer (TF's, say) would leave it: no labels file."""
+    labels_path(shard).unlink(missing_ok=True)
     with ShardWriter(shard) as w:
         for p in payloads:
             w.write(p)

@@ -28,6 +28,7 @@ from layerkit.data.example import (
     image_fields,
     parse_example,
 )
+from layerkit.data.record_labels import LABELS_SUFFIX, labels_path, load_labels, write_labels
 from layerkit.data.record_sources import image_format, open_source
 from layerkit.data.tfrecord import (
     INDEX_SUFFIX,
@@ -37,6 +38,7 @@ from layerkit.data.tfrecord import (
     ShardWriter,
     _atomic_write,
     index_path,
+    masked_crc32c,
 )
 
 DATASET_FILE = "dataset.json"
@@ -89,7 +91,8 @@ def _prepare(source, i: int):
 
 
 def _clear_old(out: Path, overwrite: bool) -> None:
-    old = sorted(out.glob("*.tfrecord")) + sorted(out.glob("*.tfrecord" + INDEX_SUFFIX))
+    old = (sorted(out.glob("*.tfrecord")) + sorted(out.glob("*.tfrecord" + INDEX_SUFFIX))
+           + sorted(out.glob("*.tfrecord" + LABELS_SUFFIX)))
     if (out / DATASET_FILE).exists():
         old.append(out / DATASET_FILE)
     if old and not overwrite:
@@ -140,18 +143,22 @@ def write_records(
         with ThreadPoolExecutor(threads) as pool:
             for k in range(shards):
                 path = out / shard_name(name, k, shards)
+                rows = []  # the shard's labels file: label, image start, image size, CRC
                 with ShardWriter(path, max_record_bytes) as writer:
                     part = order[bounds[k] : bounds[k + 1]]
                     for lo in range(0, len(part), CHUNK):
                         for data, label, fmt, h, w in pool.map(lambda i: _prepare(source, int(i)), part[lo : lo + CHUNK]):
-                            writer.write(encode_image_example(data, label, fmt, h, w, keys))
+                            payload = encode_image_example(data, label, fmt, h, w, keys)
+                            writer.write(payload)
+                            rows.append((label, payload.find(data), len(data), masked_crc32c(payload)))
                             counts[label] += 1
                             sizes[f"{h}x{w}"] += 1
                         bar.update(bounds[k] + lo + len(part[lo : lo + CHUNK]))
                 shard_list.append({"file": path.name, "records": len(part), "bytes": path.stat().st_size})
+                write_labels(path, rows)
     except BaseException:
         for s in shard_list:  # no partial data set: drop the shards this call finished
-            for p in (out / s["file"], index_path(out / s["file"])):
+            for p in (out / s["file"], index_path(out / s["file"]), labels_path(out / s["file"])):
                 p.unlink(missing_ok=True)
         raise
     finally:
@@ -220,7 +227,8 @@ def _records(out_dir, info):
 
 
 def verify_records(out_dir, decode: bool = True, progress: bool | None = None) -> dict:
-    """Check every CRC, that every payload is an image Example, every label in range, every image decodes.
+    """Check every CRC, that every payload is an image Example, every label in range, every image
+    decodes, and that each shard's labels file (where there is one) agrees with its records.
 
     Returns ``{"records": n, "shards": k}``; raises `RecordError` naming the shard,
     record index and byte offset of the first fault.
@@ -229,12 +237,24 @@ def verify_records(out_dir, decode: bool = True, progress: bool | None = None) -
     keys, classes = info["image_keys"], info["classes"]
     bar = Progress(f"verifying {out_dir}", info["records"], progress)
     n, counts = 0, Counter()
+    label_rows = {}  # shard path -> its labels file's rows, or None without one
     for reader, j, offset, payload in _records(out_dir, info):
+        if reader.path not in label_rows:
+            rows, why = load_labels(reader, len(classes))
+            if rows is None and why != "no labels file":
+                raise RecordError(f"invalid labels file: {why}", reader.path)
+            label_rows[reader.path] = rows
+        rows = label_rows[reader.path]
         try:
             fields = image_fields(parse_example(payload), keys)  # every feature parsed, not just ours
             label = fields["label"]
             if not 0 <= label < len(classes):
                 raise ValueError(f"label {label} out of range for {len(classes)} classes")
+            if rows is not None:
+                row_label, start, size, crc = (int(v) for v in rows[j])
+                if (row_label, payload[start : start + size], crc) != (label, fields["encoded"], masked_crc32c(payload)):
+                    raise ValueError(f"the record disagrees with its labels file {labels_path(reader.path).name} "
+                                     f"(label {label}, the file says {row_label})")
             if decode:
                 pixels = decode_image(fields["encoded"])
                 stored = (fields.get("height", pixels.shape[0]), fields.get("width", pixels.shape[1]))

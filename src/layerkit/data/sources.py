@@ -10,6 +10,7 @@ or ``images(indices) -> uint8 (N, H, W, 3)`` (already decoded).
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -110,13 +111,16 @@ class TFRecordSource:
 
     ``dataset.json`` gives the class names, the feature keys and the shard order; without
     it every ``*.tfrecord`` in the folder is read, in name order, with `keys` (default
-    `ImageKeys()`). Each record is parsed once at opening, for its label and for where its
-    image bytes lie in the payload; later reads (CRC-checked by the shard reader) slice the
-    image out without parsing the Example again (~38 µs a record, as long as a CIFAR decode).
+    `ImageKeys()`). The labels and where each image's bytes lie in its record come from the
+    shard's labels file (`layerkit.data.record_labels`) when it has a valid one, and every
+    record read later is checked against the CRC the file holds for it; otherwise each
+    record is parsed once at opening. Reads slice the image out without parsing the Example
+    again (~38 µs a record, as long as a CIFAR decode).
     """
 
     def __init__(self, folder, keys=None):
         from layerkit.data.example import ImageKeys, parse_image_example
+        from layerkit.data.record_labels import load_labels
         from layerkit.data.tfrecord import Shards
 
         folder = Path(folder)
@@ -135,16 +139,29 @@ class TFRecordSource:
         n = len(self._shards)
         if n == 0:
             raise ValueError(f"{folder}: the shards hold no records")
+        classes = meta.get("classes")
         labels = np.empty(n, np.int64)
         self._image_start = np.empty(n, np.int64)
         self._image_size = np.empty(n, np.int64)
-        for start in range(0, n, 4096):
-            chunk = range(start, min(n, start + 4096))
-            for i, payload in zip(chunk, self._shards.read_many(chunk)):
-                encoded, labels[i] = parse_image_example(payload, keys)
-                self._image_start[i] = payload.find(encoded)  # any match slices these same bytes
-                self._image_size[i] = len(encoded)
-        classes = meta.get("classes") or [str(i) for i in range(int(labels.max()) + 1)]
+        self._crc = np.full(n, -1, np.int64)  # the CRC each record must have; -1: parsed, not checked
+        self.labels_source = []  # per shard: "labels file" or "scan"
+        for s, reader in enumerate(self._shards.readers):
+            lo, hi = int(self._shards.starts[s]), int(self._shards.starts[s + 1])
+            rows, why = load_labels(reader, len(classes) if isinstance(classes, list) else None)
+            if rows is not None:
+                labels[lo:hi], self._image_start[lo:hi], self._image_size[lo:hi], self._crc[lo:hi] = rows.T
+                self.labels_source.append("labels file")
+                continue
+            if why != "no labels file":
+                warnings.warn(f"ignoring {why}; scanning the shard", stacklevel=2)
+            self.labels_source.append("scan")
+            for start in range(lo, hi, 4096):
+                chunk = range(start, min(hi, start + 4096))
+                for i, payload in zip(chunk, self._shards.read_many(chunk)):
+                    encoded, labels[i] = parse_image_example(payload, keys)
+                    self._image_start[i] = payload.find(encoded)  # any match slices these same bytes
+                    self._image_size[i] = len(encoded)
+        classes = classes or [str(i) for i in range(int(labels.max()) + 1)]
         self.classes = tuple(str(c) for c in classes)
         self.labels = _check_labels(labels, len(labels), self.classes, str(folder))
         self.image_shape = None
@@ -153,10 +170,24 @@ class TFRecordSource:
         return len(self.labels)
 
     def encoded_many(self, indices):
+        from layerkit.data.record_labels import labels_path
+        from layerkit.data.tfrecord import RecordError
+
         indices = [int(i) for i in np.asarray(indices)]
-        payloads = self._shards.read_many(indices)
-        starts, sizes = self._image_start, self._image_size
-        return [p[starts[i] : starts[i] + sizes[i]] for i, p in zip(indices, payloads)]
+        read = self._shards.read_many(indices, with_crc=True)
+        starts, sizes, expected = self._image_start, self._image_size, self._crc
+        out = []
+        for i, (payload, crc) in zip(indices, read):
+            if expected[i] >= 0 and crc != expected[i]:
+                s, j = self._shards.locate(i)
+                path = self._shards.paths[s]
+                raise RecordError(
+                    f"the record does not match {labels_path(path).name} (its CRC is {crc:#010x}, the "
+                    f"labels file says {int(expected[i]):#010x}): the shard changed after its labels file "
+                    "was written. Delete the labels file (the shard is then scanned when opened) or "
+                    "write the records again", path, j)
+            out.append(payload[starts[i] : starts[i] + sizes[i]])
+        return out
 
 
 class Subset:

@@ -415,8 +415,9 @@ class ShardReader:
             raise RecordError(f"shard shrank while reading: got {len(frame)} of {end - start} bytes", self.path, i, start)
         return self._decode(frame, i)
 
-    def read_many(self, indices) -> list[bytes]:
-        """Payloads of several records, in the order asked; neighbouring records share one read."""
+    def read_many(self, indices, with_crc: bool = False) -> list:
+        """Payloads of several records, in the order asked; neighbouring records share one read.
+        With `with_crc`, (payload, the masked CRC-32C stored in its frame) pairs."""
         wanted = [self._check_index(i) for i in indices]
         order = sorted(set(wanted))
         got = {}
@@ -437,7 +438,8 @@ class ShardReader:
                 raise RecordError(f"shard shrank while reading: got {len(block)} of {end - start} bytes", self.path, first, start)
             for i in range(first, last + 1):
                 lo, hi = int(self.offsets[i]) - start, int(self.offsets[i + 1]) - start
-                got[i] = self._decode(block[lo:hi], i)
+                payload = self._decode(block[lo:hi], i)
+                got[i] = (payload, int.from_bytes(block[hi - FOOTER_BYTES : hi], "little")) if with_crc else payload
         return [got[i] for i in wanted]
 
     def __iter__(self):
@@ -463,7 +465,7 @@ class ShardReader:
 
 def is_shard_name(name: str) -> bool:
     """TFRecord shard names as TF and Keras labs write them; not indexes or hidden temp files."""
-    if name.startswith(".") or name.endswith(INDEX_SUFFIX):
+    if name.startswith(".") or name.endswith((INDEX_SUFFIX, ".labels")):
         return False
     return name.endswith((".tfrecord", ".tfrecords", ".tfrec")) or ".tfrecord-" in name
 
@@ -525,15 +527,16 @@ class Shards:
         s, j = self.locate(i)
         return self.readers[s].read(j)
 
-    def read_many(self, indices) -> list[bytes]:
-        """Payloads of several global records in the order asked, one `read_many` per shard."""
+    def read_many(self, indices, with_crc: bool = False) -> list:
+        """Payloads of several global records in the order asked, one `read_many` per shard
+        (with `with_crc`, (payload, stored CRC) pairs)."""
         located = [self.locate(i) for i in indices]
         by_shard: dict[int, list[int]] = {}
         for s, j in located:
             by_shard.setdefault(s, []).append(j)
         got = {}
         for s, js in by_shard.items():
-            for j, payload in zip(js, self.readers[s].read_many(js)):
+            for j, payload in zip(js, self.readers[s].read_many(js, with_crc)):
                 got[s, j] = payload
         return [got[key] for key in located]
 

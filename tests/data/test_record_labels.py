@@ -1,0 +1,102 @@
+"""Labels files beside the shards: opening reads no records; a stale or broken file is caught."""
+
+import numpy as np
+import pytest
+
+from layerkit.data import tfrecord
+from layerkit.data.example import encode_image_example, image_example_fields
+from layerkit.data.record_labels import labels_path, load_labels
+from layerkit.data.records import verify_records, write_records
+from layerkit.data.sources import TFRecordSource
+from layerkit.data.tfrecord import RecordError, ShardReader, Shards, ShardWriter
+
+
+@pytest.fixture()
+def written(tmp_path):
+    """The embedded test sample (1,000 real CIFAR-10 JPEGs) as 3 shards."""
+    from importlib import resources
+
+    with resources.as_file(resources.files("layerkit.data") / "embedded" / "cifar10-test.npz") as pack:
+        write_records(pack, tmp_path / "o", shards=3, seed=1)
+    return tmp_path / "o"
+
+
+def test_opening_with_labels_files_reads_no_record_and_matches_a_scan(written, monkeypatch):
+    calls = []
+    real = Shards.read_many
+    monkeypatch.setattr(Shards, "read_many", lambda self, idx, *a, **k: calls.append(len(idx)) or real(self, idx, *a, **k))
+    source = TFRecordSource(written)
+    assert calls == [] and source.labels_source == ["labels file"] * 3
+    for path in written.glob("*.labels"):
+        path.unlink()
+    plain = TFRecordSource(written)
+    assert plain.labels_source == ["scan"] * 3 and sum(calls) == len(plain)
+    np.testing.assert_array_equal(source.labels, plain.labels)
+    idx = np.arange(0, len(source), 7)
+    assert source.encoded_many(idx) == plain.encoded_many(idx)
+
+
+def test_a_stale_labels_file_is_an_error_at_the_first_read_never_wrong_pairs(written):
+    shard = sorted(written.glob("*.tfrecord"))[0]
+    with ShardReader(shard) as r:
+        payloads = [r.read(i) for i in range(len(r))]
+    fields = image_example_fields(payloads[0])
+    relabelled = encode_image_example(fields["encoded"], (fields["label"] + 1) % 10, "jpeg", 32, 32)
+    assert len(relabelled) == len(payloads[0])  # the same sizes: the file still fits the shard
+    with ShardWriter(shard) as w:
+        for p in [relabelled] + payloads[1:]:
+            w.write(p)
+    source = TFRecordSource(written)
+    assert source.labels_source[0] == "labels file"
+    source.encoded_many([1, 2])  # untouched records read as before
+    with pytest.raises(RecordError, match=r"record 0.*does not match records-00000-of-00003.tfrecord.labels"):
+        source.encoded_many([0])
+    with pytest.raises(RecordError, match="disagrees with its labels file"):
+        verify_records(written)
+
+
+@pytest.mark.parametrize("corrupt, why", [
+    (lambda p: p.write_bytes(b"not an npy"), "unreadable"),
+    (lambda p: np.save(p, np.zeros(8, "<i8"), allow_pickle=False), "holds 8 numbers"),
+    (lambda p: p.write_bytes(p.read_bytes() + b"\0" * 4096), "larger than"),
+])
+def test_a_broken_labels_file_means_a_scan_with_a_warning(written, corrupt, why):
+    shard = sorted(written.glob("*.tfrecord"))[1]
+    path = labels_path(shard)
+    corrupt(path)
+    npy = path.with_name(path.name + ".npy")  # np.save adds .npy to a name without it
+    if npy.exists():
+        npy.replace(path)
+    with pytest.warns(UserWarning, match=why):
+        source = TFRecordSource(written)
+    assert source.labels_source == ["labels file", "scan", "labels file"]
+    with pytest.raises(RecordError, match="invalid labels file"):
+        verify_records(written)
+    assert source.labels.tolist() == scanned_labels(written)
+
+
+def scanned_labels(folder):
+    for p in folder.glob("*.labels"):
+        p.unlink()
+    return TFRecordSource(folder).labels.tolist()
+
+
+def test_rows_pointing_outside_a_record_or_out_of_range_are_refused(written):
+    shard = sorted(written.glob("*.tfrecord"))[0]
+    with ShardReader(shard) as reader:
+        rows, why = load_labels(reader, 10)
+        assert why is None and rows.shape == (len(reader), 4)
+        assert load_labels(reader, int(rows[:, 0].max()))[1] == (
+            f"{labels_path(shard)} holds labels out of range for {int(rows[:, 0].max())} classes")
+        bad = rows.copy()
+        bad[3, 2] += 10_000
+        np.save(labels_path(shard), bad.reshape(-1).astype("<i8"), allow_pickle=False)
+        labels_path(shard).with_name(labels_path(shard).name + ".npy").replace(labels_path(shard))
+        assert "outside their records" in load_labels(reader, 10)[1]
+
+
+def test_shards_return_the_stored_crc_with_each_payload(written):
+    shards = Shards(written)
+    pairs = shards.read_many([5, 0], with_crc=True)
+    assert [p for p, _ in pairs] == shards.read_many([5, 0])
+    assert all(crc == tfrecord.masked_crc32c(p) for p, crc in pairs)
