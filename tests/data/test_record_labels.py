@@ -100,3 +100,32 @@ def test_shards_return_the_stored_crc_with_each_payload(written):
     pairs = shards.read_many([5, 0], with_crc=True)
     assert [p for p, _ in pairs] == shards.read_many([5, 0])
     assert all(crc == tfrecord.masked_crc32c(p) for p, crc in pairs)
+
+
+def test_index_gives_foreign_shards_labels_files(written, capsys):
+    from layerkit import cli
+
+    for p in list(written.glob("*.labels")) + list(written.glob("*.index")) + [written / "dataset.json"]:
+        p.unlink()  # as TensorFlow leaves shards: no index, no labels, no dataset.json
+    scanned = TFRecordSource(written)
+    assert scanned.labels_source == ["scan"] * 3
+    assert cli.main(["records", "index", str(written)]) == 0
+    assert "indexed 1000 records in 3 shards" in capsys.readouterr().out
+    indexed = TFRecordSource(written)
+    assert indexed.labels_source == ["labels file"] * 3
+    np.testing.assert_array_equal(indexed.labels, scanned.labels)
+    assert indexed.encoded_many([0, 999, 500]) == scanned.encoded_many([0, 999, 500])
+    assert all(ShardReader(p).index_source == "index" for p in written.glob("*.tfrecord"))
+
+
+def test_index_names_the_record_that_is_not_an_image_example(written):
+    from layerkit.data.records import index_records
+
+    shard = sorted(written.glob("*.tfrecord"))[2]
+    with ShardReader(shard) as r:
+        payloads = [r.read(i) for i in range(len(r))]
+    with ShardWriter(shard) as w:
+        for p in payloads[:4] + [b"\x0b not an example"] + payloads[5:]:
+            w.write(p)
+    with pytest.raises(RecordError, match=r"records-00002-of-00003.tfrecord, record 4, byte offset \d+"):
+        index_records(written)

@@ -1,4 +1,4 @@
-"""`layerkit records write|verify|info`: image data sets as TFRecord shards (no TensorFlow needed)."""
+"""`layerkit records write|verify|info|index`: image data sets as TFRecord shards (no TensorFlow needed)."""
 
 import sys
 
@@ -27,6 +27,13 @@ def add_parser(subparsers):
     i = sub.add_parser("info", help="counts per class, image sizes and bytes of OUT")
     i.add_argument("out", metavar="OUT")
     i.set_defaults(func=run_info)
+
+    x = sub.add_parser("index", help="write the index and labels file of every shard in DIR (e.g. shards "
+                                     "TensorFlow wrote), so that opening DIR reads no record")
+    x.add_argument("dir", metavar="DIR")
+    x.add_argument("--keys", choices=["default", "flowers"], default=None,
+                   help="feature names (default: dataset.json's, else image/encoded, image/class/label)")
+    x.set_defaults(func=run_index)
 
 
 def run_write(args) -> int:
@@ -66,4 +73,15 @@ def run_info(args) -> int:
         print(f"  {c:<{width}}  {k}")
     print("image sizes (HxW): " + ", ".join(f"{s}: {k}" for s, k in info["image_sizes"].items()))
     print("formats: " + ", ".join(f"{f}: {k}" for f, k in info["formats"].items()))
+    return 0
+
+
+def run_index(args) -> int:
+    from layerkit.data.example import ImageKeys
+    from layerkit.data.records import index_records
+
+    keys = None if args.keys is None else ImageKeys.flowers() if args.keys == "flowers" else ImageKeys()
+    result = index_records(args.dir, keys)
+    print(f"indexed {result['records']} records in {result['shards']} shards of {args.dir} "
+          f"({result['indexes_written']} offset indexes written)")
     return 0

@@ -178,6 +178,57 @@ def write_records(
     return info
 
 
+# === Indexing shards another writer made ===
+
+
+def index_records(folder, keys: ImageKeys | None = None, progress: bool | None = None) -> dict:
+    """Write the offset index (where missing or stale) and the labels file of every shard in
+    `folder`, e.g. shards TensorFlow wrote, so that opening the folder reads no record.
+
+    The shards are those `dataset.json` lists, else every shard file in the folder; `keys` are
+    the feature names (default: dataset.json's, else `ImageKeys()`). Every record is read and
+    parsed once; a record that is not an image Example with a label >= 0 raises `RecordError`.
+    Returns ``{"shards": k, "records": n, "indexes_written": m}``.
+    """
+    from layerkit.data.example import parse_image_example
+    from layerkit.data.tfrecord import shard_paths, write_index
+
+    folder = Path(folder)
+    listed = []
+    if (folder / DATASET_FILE).exists():
+        info = load_dataset_info(folder)
+        keys = keys or info["image_keys"]
+        listed = [folder / s["file"] for s in info["shards"]]
+    keys = keys or DEFAULT_KEYS
+    paths = listed or shard_paths(folder)
+    n = indexes = 0
+    for path in paths:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a stale index is rewritten below
+            reader = ShardReader(path)
+        with reader:
+            if reader.index_source != "index":
+                write_index(path, np.array(reader.offsets))
+                indexes += 1
+            bar = Progress(f"indexing {path.name}", len(reader), progress)
+            rows = []
+            for lo in range(0, len(reader), 4096):
+                chunk = range(lo, min(len(reader), lo + 4096))
+                for j, (payload, crc) in zip(chunk, reader.read_many(chunk, with_crc=True)):
+                    try:
+                        encoded, label = parse_image_example(payload, keys)
+                        if label < 0:
+                            raise ValueError(f"label {label} is negative")
+                    except ValueError as err:
+                        raise RecordError(str(err), path, j, int(reader.offsets[j])) from err
+                    rows.append((label, payload.find(encoded), len(encoded), crc))
+                bar.update(chunk.stop)
+            bar.close()
+            write_labels(path, rows)
+            n += len(rows)
+    return {"shards": len(paths), "records": n, "indexes_written": indexes}
+
+
 # === Reading back ===
 
 
