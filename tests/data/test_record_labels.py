@@ -129,3 +129,18 @@ def test_index_names_the_record_that_is_not_an_image_example(written):
             w.write(p)
     with pytest.raises(RecordError, match=r"records-00002-of-00003.tfrecord, record 4, byte offset \d+"):
         index_records(written)
+
+
+def test_open_benchmark_prints_its_ratio(capsys):
+    import importlib.util
+    from importlib import resources
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "bench" / "records_open.py"
+    spec = importlib.util.spec_from_file_location("records_open", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with resources.as_file(resources.files("layerkit.data") / "embedded" / "cifar10-test.npz") as pack:
+        assert bench.main([str(pack), "--shards", "2", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 1000 records in 2 shards" in out and "ratio parse / labels files:" in out
