@@ -9,6 +9,10 @@ Batches are numbered by a global step ``epoch * len(self) + i``; a batch depends
 its step, so runs are reproducible and `restore(state)` resumes exactly. With
 `model.fit`, pass ``shuffle=False``: the pipeline shuffles examples itself, and Keras's
 ``shuffle=True`` would reorder the batches of each epoch with Python's `random`.
+
+With ``device=`` a JAX device, the decoded data set is put on that device once and each batch
+is gathered there: a step sends the accelerator only its batch's indices (small data sets,
+JAX backend).
 """
 
 import os
@@ -50,11 +54,14 @@ class Pipeline(keras.utils.PyDataset):
         workers: decoding threads. Default: 1 for images up to 96x96 (their decode calls are
             too short for threads to beat the GIL), else the CPU count.
         prefetch: batches prepared ahead by the background thread (0: none).
+        device: a JAX device (or True for the first local one) to keep the decoded data set
+            on; batches are then (a JAX array on that device, int32 labels). Needs the
+            decoded cache (`cache_decoded` True, or "auto" within its limit).
     """
 
     def __init__(self, source, batch_size, shuffle=True, seed=0, drop_remainder=None,
                  image_size=None, process_index=0, process_count=1, cache_decoded="auto",
-                 workers=None, prefetch=2):
+                 workers=None, prefetch=2, device=None):
         # Keras's own enqueuer stays off (workers=1): the pipeline prefetches in order itself.
         super().__init__(workers=1, use_multiprocessing=False)
         if not (hasattr(source, "encoded_many") or hasattr(source, "images")):
@@ -88,6 +95,8 @@ class Pipeline(keras.utils.PyDataset):
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
             raise ValueError(f"prefetch must be an integer >= 0. Received: prefetch={prefetch!r}")
         self.prefetch = prefetch
+        self.device = device
+        self._device_images = None
 
         self.labels = np.asarray(source.labels).astype(np.int32)
         n = len(self.labels)
@@ -223,7 +232,27 @@ class Pipeline(keras.utils.PyDataset):
     def batch_at(self, step):
         """The batch at global step `step` (= epoch * len(self) + i): (uint8 NHWC, int32)."""
         idx = self.batch_indices(step)
+        if self.device is not None:
+            images, gather = self._on_device()
+            return gather(images, idx), self.labels[idx]
         return self.read(idx), self.labels[idx]
+
+    def _on_device(self):
+        """(the decoded data set on `device`, a jitted gather), made once."""
+        if self._device_images is None:
+            if not self.caches_decoded:
+                raise ValueError(
+                    "device= keeps the decoded data set on the accelerator, so it needs the decoded "
+                    f"cache: pass cache_decoded=True (cache_decoded={self.cache_decoded!r}, "
+                    f"{len(self.labels)} images of {self.image_shape})")
+            import jax
+
+            device = jax.local_devices()[0] if self.device is True else self.device
+            images = jax.device_put(self._cached(), device)
+            with self._cache_lock:
+                if self._device_images is None:
+                    self._device_images = (images, jax.jit(lambda data, idx: data[idx]))
+        return self._device_images
 
     def read(self, idx):
         """Decoded uint8 images for source indices `idx`."""
@@ -256,6 +285,11 @@ class Pipeline(keras.utils.PyDataset):
         if self.image_size is None or images.shape[1:3] == self.image_size:
             return images
         return np.stack([fit_to(img, self.image_size) for img in images])
+
+    @property
+    def caches_decoded(self) -> bool:
+        """Whether the whole data set is decoded once and kept (see `cache_decoded`)."""
+        return self._use_cache()
 
     def _use_cache(self):
         if self.cache_decoded == "auto":
@@ -291,7 +325,8 @@ class Pipeline(keras.utils.PyDataset):
                     self._futures[s] = self._executor.submit(self.batch_at, s)
 
     def close(self):
-        """Stop the prefetch thread (it also stops with the process)."""
+        """Stop the prefetch thread (it also stops with the process) and free the device copy."""
+        self._device_images = None
         with self._lock:
             for f in self._futures.values():
                 f.cancel()

@@ -24,6 +24,7 @@ class Config:
     test_limit: int = 0  # likewise for the test split
     augment: str = "none"  # an augmentation preset of layerkit.augment
     normalize: str = "mean_std"  # mean_std (fitted on train), zca, unit (x/255), signed (x/127.5-1)
+    data_on_device: str = "auto"  # keep the decoded train split on the accelerator: auto (a GPU/TPU and <= 1 GiB decoded), yes, no
     # === Optimisation ===
     epochs: int = 10
     batch_size: int = 128
@@ -141,6 +142,7 @@ CHOICES = {
     "schedule": ("constant", "step", "cosine", "warmup_exp", "onecycle"),
     "precision": ("fp32", "bf16"),
     "normalize": ("mean_std", "zca", "unit", "signed"),
+    "data_on_device": ("auto", "yes", "no"),
 }
 
 

@@ -48,6 +48,31 @@ class EvenBatches(keras.utils.PyDataset):
         self.pipe.on_epoch_end()
 
 
+def train_device(config, pipe):
+    """The JAX device to keep the decoded training split on (`Config.data_on_device`), or None.
+
+    "auto": the first local device when it is a GPU or TPU and the pipeline caches the decoded
+    split (at most 1 GiB); "yes": that device whatever it is (the CPU too); "no": never.
+    """
+    choice = config.data_on_device
+    if choice == "no":
+        return None
+    if keras.backend.backend() != "jax":
+        if choice == "yes":
+            raise ValueError(f"data_on_device=yes needs the JAX backend. Received: KERAS_BACKEND={keras.backend.backend()}")
+        return None
+    import jax
+
+    device = jax.local_devices()[0]
+    if choice == "auto" and (device.platform == "cpu" or not pipe.caches_decoded):
+        return None
+    if not pipe.caches_decoded:
+        raise ValueError(f"data_on_device=yes keeps the decoded train split on {device}, but "
+                         f"{len(pipe.labels)} images of {pipe.image_shape} exceed the decoded cache's "
+                         "1 GiB: use data_on_device=no (the pipeline then decodes every epoch)")
+    return device
+
+
 def load_data(config, process_index: int = 0, process_count: int = 1) -> RunData:
     """The run's pipelines. With several processes, each reads its own slice of every training
     epoch, ``batch_size / process_count`` images a step; evaluation splits are read whole by
@@ -83,6 +108,7 @@ def load_data(config, process_index: int = 0, process_count: int = 1) -> RunData
                         drop_remainder=shuffle, image_size=size, **shard)
 
     train_pipe, test_pipe = pipe(train, True), pipe(test_src, False)
+    train_pipe.device = train_device(config, train_pipe)
     val_pipe = pipe(val_src, False) if val_src is not None else test_pipe
     name = "test" if val_src is None else f"held-out {len(val_src)} of train (shuffled)"
     return RunData(train_pipe, val_pipe, test_pipe, tuple(train_src.classes),

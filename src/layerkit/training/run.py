@@ -233,8 +233,9 @@ def _train(config: Config, workdir: Path, state, verbose, topology) -> dict:
             restore_seed_states(model, state["seed_states"])
             print(f"resuming {workdir} after epoch {initial_epoch} of {config.epochs}", file=sys.stderr)
         if chief:
+            kept = f"; the decoded train split kept on {data.train.device}" if data.train.device is not None else ""
             print(f"layerkit: {config.model} on {config.data} ({len(data.train.labels)} train images, "
-                  f"validation: {data.validation_name}); devices: {_versions()['devices']}", file=sys.stderr)
+                  f"validation: {data.validation_name}); devices: {_versions()['devices']}{kept}", file=sys.stderr)
 
         checkpoints = (ChiefCheckpoints if topology.process_count > 1 else Checkpoints)(workdir)
         if state:
