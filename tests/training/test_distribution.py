@@ -55,13 +55,14 @@ def _weights(run_dir):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """One device, four devices, two processes: started together, awaited together."""
+    """One device, four devices, two processes: started together, awaited together. The one-device
+    run feeds batches from the host; the others keep the train split on their first device."""
     root = tmp_path_factory.mktemp("dp")
     port = _free_port()
-    multi = [f"coordinator=127.0.0.1:{port}", "num_processes=2", "init_timeout=120"]
+    multi = [f"coordinator=127.0.0.1:{port}", "num_processes=2", "init_timeout=120", "data_on_device=yes"]
     procs = {
         "one": _start(root / "one", "devices=1"),
-        "four": _start(root / "four", "devices=4"),
+        "four": _start(root / "four", "devices=4", "data_on_device=yes"),
         "p0": _start(root / "p0", *multi, "process_id=0"),
         "p1": _start(root / "p1", *multi, "process_id=1"),
     }
@@ -73,6 +74,7 @@ def test_four_devices_train_the_weights_of_one(runs):
     root, outputs = runs
     assert "found 4 device(s) (cpu)" in outputs["four"] and "8 per device" in outputs["four"]
     assert "one device" in outputs["one"]
+    assert "train split kept on cpu:0" in outputs["four"] and "kept on" not in outputs["one"]
     one, four = _weights(root / "one"), _weights(root / "four")
     assert one.keys() == four.keys()
     for path in one:
