@@ -56,7 +56,7 @@ def test_a_stale_labels_file_is_an_error_at_the_first_read_never_wrong_pairs(wri
 
 
 @pytest.mark.parametrize("corrupt, why", [
-    (lambda p: p.write_bytes(b"not an npy"), "unreadable"),
+    (lambda p: p.write_bytes(b"not an npy"), "not an .npy array"),
     (lambda p: np.save(p, np.zeros(8, "<i8"), allow_pickle=False), "holds 8 numbers"),
     (lambda p: p.write_bytes(p.read_bytes() + b"\0" * 4096), "larger than"),
 ])

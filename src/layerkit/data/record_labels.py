@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerkit.data.tfrecord import FRAME_BYTES, _atomic_write, _npy_int64
+from layerkit.data.tfrecord import FRAME_BYTES, _atomic_write, read_npy_int64
 
 LABELS_SUFFIX = ".labels"
 COLUMNS = 4  # label, image start, image size, masked CRC
@@ -35,14 +35,9 @@ def load_labels(reader, num_classes: int | None = None):
         return None, "no labels file"
     n = len(reader)
     limit = 256 + n * COLUMNS * 8  # an .npy header and the array; anything longer is not ours
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-        if len(data) > limit:
-            return None, f"{path} is larger than the labels of {n} records can be"
-        flat = _npy_int64(data)
-    except Exception as err:  # noqa: BLE001 - any unreadable file means: scan the shard
-        return None, f"{path} is unreadable: {err}"
+    flat, why = read_npy_int64(path, limit, f"the labels of {n} records")
+    if flat is None:
+        return None, why
     if flat.shape != (n * COLUMNS,):
         return None, f"{path} holds {len(flat)} numbers, expected {n * COLUMNS} for the shard's {n} records"
     rows = flat.reshape(n, COLUMNS)

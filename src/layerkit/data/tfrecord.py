@@ -197,20 +197,28 @@ def _npy_int64(data: bytes) -> np.ndarray:
     return np.frombuffer(body, "<i8").astype(np.int64)
 
 
+def read_npy_int64(path, limit: int, what: str) -> tuple[np.ndarray | None, str | None]:
+    """(array, None) from a side file of at most `limit` bytes holding a 1-D int64 `.npy`, or
+    (None, why not). Reads at most limit + 1 bytes, whatever the file claims."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            return None, f"{path} is larger than {what} can be"
+        return _npy_int64(data), None
+    except Exception as err:  # noqa: BLE001 - any unreadable side file is rebuilt from the shard
+        return None, f"{path} is not an .npy array: {type(err).__name__}: {err}"
+
+
 def load_index(path, size: int) -> tuple[np.ndarray | None, str | None]:
     """(offsets, None) from a shard's index file, or (None, why not) if absent or invalid."""
     ipath = index_path(path)
     if not ipath.exists():
         return None, "no index"
     limit = 8 * (size // FRAME_BYTES + 2) + 4096  # n + 1 int64 offsets and an .npy header
-    try:
-        with open(ipath, "rb") as f:
-            data = f.read(limit + 1)
-        if len(data) > limit:
-            return None, f"{ipath} is larger than an index of a {size}-byte shard can be"
-        offsets = _npy_int64(data)
-    except Exception as err:  # noqa: BLE001 - any unreadable index is rebuilt by a scan
-        return None, f"{ipath} is not an .npy array: {type(err).__name__}: {err}"
+    offsets, why = read_npy_int64(ipath, limit, f"an index of a {size}-byte shard")
+    if offsets is None:
+        return None, why
     problem = check_offsets(offsets, size)
     return (None, f"{ipath}: {problem}") if problem else (offsets, None)
 
