@@ -40,11 +40,13 @@ def sgd_runner():
 def test_whitening_is_set_from_data_then_its_bias_freezes(sgd_runner):
     r = sgd_runner
     train_x = r.data[0]
-    state = r.whiten_step(r.initial_state(3), train_x)
+    orders, flips, sample = r._plan(3)
+    assert len(np.unique(np.asarray(sample))) == 256 == r.config.whiten_samples
+    assert len(np.unique(np.asarray(r.data[1])[np.asarray(sample)])) == 10  # a sample of every class
+    state = r.whiten_step(r.initial_state(3), train_x, sample)
     kernel = np.asarray(state[1][r.whiten_index])
     assert kernel.shape == (2, 2, 3, 24) and np.abs(kernel).sum() > 0
     bias_at = [v.path for v in r.model.trainable_variables].index("whiten/bias")
-    orders, flips = r._plan(3)
     biases = []
     for _ in range(r.total_steps):
         state, loss = r.train_step(state, train_x, r.data[1], orders, flips)

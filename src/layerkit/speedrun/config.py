@@ -30,7 +30,7 @@ class SpeedrunConfig:
     block_depth: int = 2  # convolutions per block; 3 adds a residual pair (the long preset)
     whiten_kernel: int = 2  # patch size of the frozen whitening convolution
     whiten_eps: float = 5e-4  # added to the patch covariance's eigenvalues
-    whiten_samples: int = 5000  # training images whose patches set the whitening
+    whiten_samples: int = 5000  # training images (a random sample each run) whose patches set the whitening
     bn_momentum: float = 0.6  # Keras convention: moving = m * moving + (1 - m) * batch
     bn_epsilon: float = 1e-12
     head_scale: float = 0.0  # logits = head(x) * head_scale; 0 = 1 / widths[-1]
