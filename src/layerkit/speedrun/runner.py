@@ -58,8 +58,9 @@ def flip_plan(n_images: int, epochs: int, mode: str, rng) -> np.ndarray:
 
 
 def tta_views(images, level: int):
-    """[(weight, images)]: 1 view; mirror; or mirror x (none, 1 px up-left, 1 px down-right)
-    weighted 1/2, 1/8 each... summing to 1 (airbench's level 2)."""
+    """[(weight, images)] summing to 1. Level 0: the image; 1: the image and its mirror, 1/2
+    each; 2 (airbench's): those two at 1/4 each, and the 1-pixel reflect translations up-left
+    and down-right of each at 1/8 (six views)."""
     import jax.numpy as jnp
 
     mirror = images[:, :, ::-1]
