@@ -23,6 +23,21 @@ def test_one_clipped_square_per_image_rest_untouched():
     assert (4, 6) in sizes  # unclipped squares have the full size
 
 
+def test_inside_squares_are_always_whole(tmp_path):
+    check_augmentation(lambda: Cutout(5, inside=True, seed=4), tmp_path)
+    x = images(n=32, size=12) | 1
+    out = np.asarray(Cutout((4, 6), inside=True, seed=2)(x, training=True))
+    corners = set()
+    for o in out:
+        blank = np.all(o == 0, axis=-1)
+        rows, cols = np.nonzero(blank.any(1))[0], np.nonzero(blank.any(0))[0]
+        assert (len(rows), len(cols)) == (4, 6) and blank.sum() == 24
+        corners.add((rows[0], cols[0]))
+    assert len(corners) > 10 and max(r for r, _ in corners) <= 8 and max(c for _, c in corners) <= 6
+    with pytest.raises(ValueError, match=r"needs a square that fits the image. Received: size=\(13, 13\)"):
+        Cutout(13, inside=True)(x, training=True)
+
+
 def test_fill_value():
     out = np.asarray(Cutout(3, fill_value=7, seed=0)(images(dtype="float32"), training=True))
     assert (out == 7).any()

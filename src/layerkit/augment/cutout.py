@@ -8,16 +8,18 @@ from layerkit.augment._shift import check_images
 
 @keras.saving.register_keras_serializable(package="layerkit")
 class Cutout(keras.layers.Layer):
-    """Set a `size` square (clipped at the borders) of each image to `fill_value`; its centre
-    is uniform over the image. Identity unless ``training=True``. Keeps the input dtype.
+    """Set a `size` square of each image to `fill_value`. Identity unless ``training=True``.
+    Keeps the input dtype.
 
     Args:
         size: side of the square in pixels, or (height, width).
         fill_value: the value written into the square.
+        inside: False (DeVries & Taylor): the centre is uniform over the image and the square
+            is clipped at the borders; True (airbench): the whole square lies inside the image.
         seed: seed of the layer's `keras.random.SeedGenerator`.
     """
 
-    def __init__(self, size, fill_value=0, seed=None, **kwargs):
+    def __init__(self, size, fill_value=0, inside=False, seed=None, **kwargs):
         super().__init__(**kwargs)
         pair = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
         if len(pair) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1
@@ -26,21 +28,31 @@ class Cutout(keras.layers.Layer):
                              f"Received: size={size!r}")
         if not isinstance(fill_value, (int, float)) or isinstance(fill_value, bool):
             raise ValueError(f"fill_value must be a number. Received: fill_value={fill_value!r}")
+        if not isinstance(inside, bool):
+            raise ValueError(f"inside must be True or False. Received: inside={inside!r}")
         self.size = pair
         self.fill_value = fill_value
+        self.inside = inside
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape):
         check_images(self, input_shape)
+        if self.inside and (self.size[0] > input_shape[1] or self.size[1] > input_shape[2]):
+            raise ValueError(f"Cutout(inside=True) needs a square that fits the image. Received: "
+                             f"size={self.size}, images of {input_shape[1]}x{input_shape[2]}")
 
     def call(self, inputs, training=None):
         if not training:
             return inputs
         n, height, width = ops.shape(inputs)[0], inputs.shape[1], inputs.shape[2]
-        cy = keras.random.randint((n, 1), 0, height, seed=self.seed_generator, dtype="int32")
-        cx = keras.random.randint((n, 1), 0, width, seed=self.seed_generator, dtype="int32")
-        y0, x0 = cy - self.size[0] // 2, cx - self.size[1] // 2
+        if self.inside:  # the top-left corner, so that the square fits
+            y0 = keras.random.randint((n, 1), 0, height - self.size[0] + 1, seed=self.seed_generator, dtype="int32")
+            x0 = keras.random.randint((n, 1), 0, width - self.size[1] + 1, seed=self.seed_generator, dtype="int32")
+        else:
+            cy = keras.random.randint((n, 1), 0, height, seed=self.seed_generator, dtype="int32")
+            cx = keras.random.randint((n, 1), 0, width, seed=self.seed_generator, dtype="int32")
+            y0, x0 = cy - self.size[0] // 2, cx - self.size[1] // 2
         rows = ops.arange(height, dtype="int32")[None, :]
         cols = ops.arange(width, dtype="int32")[None, :]
         in_rows = (rows >= y0) & (rows < y0 + self.size[0])  # (N, H)
@@ -54,4 +66,4 @@ class Cutout(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "size": self.size, "fill_value": self.fill_value,
-                "seed": self.seed}
+                "inside": self.inside, "seed": self.seed}

@@ -139,7 +139,7 @@ def build_net(config, num_classes: int = 10) -> keras.Model:
         x = augment.RandomReflectTranslate(config.translate / 32, name="translate")(x)
     x = layers.Normalization(mean=CIFAR_MEAN, variance=[s * s for s in CIFAR_STD], name="normalize")(x)
     if config.cutout:
-        x = augment.Cutout(config.cutout, fill_value=0, name="cutout")(x)
+        x = augment.Cutout(config.cutout, fill_value=0, inside=True, name="cutout")(x)
     x = PatchWhitening(config.whiten_kernel, config.whiten_eps, name="whiten")(x)
     x = layers.Activation("gelu", name="whiten_gelu")(x)
     for i, width in enumerate(config.widths):
