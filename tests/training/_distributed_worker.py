@@ -1,6 +1,7 @@
 """One tiny training run for test_distribution.py, in its own process.
 
     python _distributed_worker.py OUT [KEY=VALUE ...]
+    python _distributed_worker.py OUT --resume [LAUNCH_KEY=VALUE ...]    # coordinator=..., process_id=...
 
 A 2-conv model on 16x16 crops of 128 sample images, one epoch of 4 steps: seconds, even
 when compiled for 4 devices.
@@ -31,5 +32,12 @@ def tiny_dp(num_classes=10, input_shape=(16, 16, 3), classifier_activation="soft
 
 
 if __name__ == "__main__":
-    config = apply_overrides(get_recipe("sample", smoke_run=True), OVERRIDES + sys.argv[2:])
-    print(train(config, sys.argv[1], verbose=0))
+    from layerkit.training.config import LAUNCH_KEYS, Config
+
+    if sys.argv[2:3] == ["--resume"]:
+        given = apply_overrides(Config(), sys.argv[3:])
+        launch = {key: getattr(given, key) for key in LAUNCH_KEYS if any(a.startswith(key + "=") for a in sys.argv[3:])}
+        print(train(None, sys.argv[1], resume=True, verbose=0, launch=launch))
+    else:
+        config = apply_overrides(get_recipe("sample", smoke_run=True), OVERRIDES + sys.argv[2:])
+        print(train(config, sys.argv[1], verbose=0))

@@ -133,3 +133,37 @@ def test_launch_settings_are_checked_before_anything_starts(tmp_path):
         launch_settings("h:1", 2, 2, environ={})
     with pytest.raises(DistributionError, match="HOST:PORT. Received: 'nohost'"):
         launch_settings("nohost", 2, 0, environ={})
+
+
+def test_a_stop_signal_to_one_process_stops_both_after_the_same_epoch_and_they_resume(tmp_path):
+    """SIGINT reaches only process 1; both finish the same epoch, checkpoint (process 0) and
+    exit; relaunched with --resume, both complete the run from process 0's checkpoint."""
+    import json
+    import signal
+
+    out, port = tmp_path / "run", _free_port()
+    multi = [f"coordinator=127.0.0.1:{port}", "num_processes=2", "init_timeout=120"]
+    epochs = 40
+    p0 = _start(out, *multi, "process_id=0", f"epochs={epochs}")
+    p1 = _start(out, *multi, "process_id=1", f"epochs={epochs}")
+    state = out / "state.json"
+    deadline = time.monotonic() + TIMEOUT
+    while not state.exists() and time.monotonic() < deadline and p0.poll() is None:
+        time.sleep(0.05)
+    p1.send_signal(signal.SIGINT)
+    outputs = [_finish(p0), _finish(p1)]  # both exit 0: neither is left waiting for the other
+    done = json.loads(state.read_text())["epochs_completed"]
+    assert 1 <= done < epochs, f"the signal landed after {done} epochs"
+    assert "another process was asked to stop" in outputs[0] and "stopping after this epoch" in outputs[1]
+    assert not (out / "results.json").exists()
+
+    port = _free_port()
+    multi = [f"coordinator=127.0.0.1:{port}", "num_processes=2", "init_timeout=120"]
+    r0 = _start(out, "--resume", *multi, "process_id=0")
+    r1 = _start(out, "--resume", *multi, "process_id=1")
+    assert f"resuming {out} after epoch {done} of {epochs}" in _finish(r0)
+    _finish(r1)
+    assert json.loads(state.read_text())["epochs_completed"] == epochs
+    rows = (out / "history.csv").read_text().strip().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(epochs))  # no epoch lost or repeated
+    assert (out / "results.json").is_file()

@@ -92,7 +92,12 @@ class TensorBoardLogger(keras.callbacks.Callback):
 
 class GracefulStop(keras.callbacks.Callback):
     """First Ctrl-C: finish the epoch, checkpoint, stop. Second Ctrl-C: stop at once
-    (the last completed epoch's checkpoint stays)."""
+    (the last completed epoch's checkpoint stays).
+
+    With several JAX processes, the processes agree at every epoch end (one tiny all-gather):
+    a signal that reached any of them stops all of them after the same epoch, so none is left
+    waiting in a collective for the others.
+    """
 
     def __init__(self):
         super().__init__()
@@ -113,8 +118,25 @@ class GracefulStop(keras.callbacks.Callback):
             self._previous = None
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.requested:
+        if self._any_process_requested():
             self.model.stop_training = True
+
+    def _any_process_requested(self) -> bool:
+        # Decide on the flags as gathered, never on a flag read after the gather: a signal
+        # that lands while a process waits in it counts at the next epoch end, for all alike.
+        requested = self.requested
+        if keras.backend.backend() == "jax":
+            import jax
+
+            if jax.process_count() > 1:
+                from jax.experimental import multihost_utils
+
+                flags = multihost_utils.process_allgather(np.array([requested], np.int32))
+                if np.asarray(flags).any() and not requested:
+                    print("\nlayerkit: another process was asked to stop; stopping after this epoch.",
+                          file=sys.stderr, flush=True)
+                return bool(np.asarray(flags).any())
+        return requested
 
     def on_train_end(self, logs=None):
         if self._previous is not None:
