@@ -13,14 +13,31 @@ from pathlib import Path
 
 import numpy as np
 
-from layerkit.data.tfrecord import FRAME_BYTES, _atomic_write, read_npy_int64
+from layerkit.data.example import DEFAULT_KEYS, parse_image_example
+from layerkit.data.tfrecord import FRAME_BYTES, LABELS_SUFFIX, RecordError, _atomic_write, read_npy_int64
 
-LABELS_SUFFIX = ".labels"
 COLUMNS = 4  # label, image start, image size, masked CRC
 
 
 def labels_path(shard) -> Path:
     return Path(str(shard) + LABELS_SUFFIX)
+
+
+def scan_labels(reader, keys=DEFAULT_KEYS) -> np.ndarray:
+    """The rows of `reader`'s shard, by reading and parsing every record once. A record that is
+    not an image Example with a label >= 0 raises `RecordError` naming shard, record and offset."""
+    rows = np.empty((len(reader), COLUMNS), np.int64)
+    for lo in range(0, len(reader), 4096):
+        chunk = range(lo, min(len(reader), lo + 4096))
+        for j, (payload, crc) in zip(chunk, reader.read_many(chunk, with_crc=True)):
+            try:
+                encoded, label = parse_image_example(payload, keys)
+                if label < 0:
+                    raise ValueError(f"label {label} is negative")
+            except ValueError as err:
+                raise RecordError(str(err), reader.path, j, int(reader.offsets[j])) from err
+            rows[j] = (label, payload.find(encoded), len(encoded), crc)  # any match slices these bytes
+    return rows
 
 
 def write_labels(shard, rows) -> None:

@@ -28,10 +28,11 @@ from layerkit.data.example import (
     image_fields,
     parse_example,
 )
-from layerkit.data.record_labels import LABELS_SUFFIX, labels_path, load_labels, write_labels
+from layerkit.data.record_labels import labels_path, load_labels, scan_labels, write_labels
 from layerkit.data.record_sources import image_format, open_source
 from layerkit.data.tfrecord import (
     INDEX_SUFFIX,
+    LABELS_SUFFIX,
     MAX_RECORD_BYTES,
     RecordError,
     ShardReader,
@@ -190,7 +191,6 @@ def index_records(folder, keys: ImageKeys | None = None, progress: bool | None =
     parsed once; a record that is not an image Example with a label >= 0 raises `RecordError`.
     Returns ``{"shards": k, "records": n, "indexes_written": m}``.
     """
-    from layerkit.data.example import parse_image_example
     from layerkit.data.tfrecord import shard_paths, write_index
 
     folder = Path(folder)
@@ -202,7 +202,8 @@ def index_records(folder, keys: ImageKeys | None = None, progress: bool | None =
     keys = keys or DEFAULT_KEYS
     paths = listed or shard_paths(folder)
     n = indexes = 0
-    for path in paths:
+    bar = Progress(f"indexing {folder}", len(paths), progress)
+    for k, path in enumerate(paths):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a stale index is rewritten below
             reader = ShardReader(path)
@@ -210,22 +211,11 @@ def index_records(folder, keys: ImageKeys | None = None, progress: bool | None =
             if reader.index_source != "index":
                 write_index(path, np.array(reader.offsets))
                 indexes += 1
-            bar = Progress(f"indexing {path.name}", len(reader), progress)
-            rows = []
-            for lo in range(0, len(reader), 4096):
-                chunk = range(lo, min(len(reader), lo + 4096))
-                for j, (payload, crc) in zip(chunk, reader.read_many(chunk, with_crc=True)):
-                    try:
-                        encoded, label = parse_image_example(payload, keys)
-                        if label < 0:
-                            raise ValueError(f"label {label} is negative")
-                    except ValueError as err:
-                        raise RecordError(str(err), path, j, int(reader.offsets[j])) from err
-                    rows.append((label, payload.find(encoded), len(encoded), crc))
-                bar.update(chunk.stop)
-            bar.close()
+            rows = scan_labels(reader, keys)
             write_labels(path, rows)
             n += len(rows)
+        bar.update(k + 1)
+    bar.close()
     return {"shards": len(paths), "records": n, "indexes_written": indexes}
 
 

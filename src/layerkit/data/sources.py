@@ -119,8 +119,8 @@ class TFRecordSource:
     """
 
     def __init__(self, folder, keys=None):
-        from layerkit.data.example import ImageKeys, parse_image_example
-        from layerkit.data.record_labels import load_labels
+        from layerkit.data.example import ImageKeys
+        from layerkit.data.record_labels import load_labels, scan_labels
         from layerkit.data.tfrecord import Shards
 
         folder = Path(folder)
@@ -155,12 +155,7 @@ class TFRecordSource:
             if why != "no labels file":
                 warnings.warn(f"ignoring {why}; scanning the shard", stacklevel=2)
             self.labels_source.append("scan")
-            for start in range(lo, hi, 4096):
-                chunk = range(start, min(hi, start + 4096))
-                for i, payload in zip(chunk, self._shards.read_many(chunk)):
-                    encoded, labels[i] = parse_image_example(payload, keys)
-                    self._image_start[i] = payload.find(encoded)  # any match slices these same bytes
-                    self._image_size[i] = len(encoded)
+            labels[lo:hi], self._image_start[lo:hi], self._image_size[lo:hi], _ = scan_labels(reader, keys).T
         classes = classes or [str(i) for i in range(int(labels.max()) + 1)]
         self.classes = tuple(str(c) for c in classes)
         self.labels = _check_labels(labels, len(labels), self.classes, str(folder))

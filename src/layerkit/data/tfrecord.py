@@ -33,6 +33,7 @@ FRAME_BYTES = HEADER_BYTES + FOOTER_BYTES
 MAX_RECORD_BYTES = 64 * 1024 * 1024  # refuse larger length fields before allocating
 MAX_COALESCED_READ = 8 * 1024 * 1024  # read_many joins neighbouring records up to this
 INDEX_SUFFIX = ".index"
+LABELS_SUFFIX = ".labels"  # the labels file beside a shard: layerkit.data.record_labels
 _MASK_DELTA = 0xA282EAD8
 _U32 = 0xFFFFFFFF
 
@@ -473,7 +474,7 @@ class ShardReader:
 
 def is_shard_name(name: str) -> bool:
     """TFRecord shard names as TF and Keras labs write them; not indexes or hidden temp files."""
-    if name.startswith(".") or name.endswith((INDEX_SUFFIX, ".labels")):
+    if name.startswith(".") or name.endswith((INDEX_SUFFIX, LABELS_SUFFIX)):
         return False
     return name.endswith((".tfrecord", ".tfrecords", ".tfrec")) or ".tfrecord-" in name
 
