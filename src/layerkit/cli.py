@@ -34,6 +34,13 @@ def main(argv=None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except RuntimeError as err:
+        from layerkit.training.checkpoints import CheckpointError
+
+        if not isinstance(err, CheckpointError):
+            raise
+        print(f"layerkit {args.command}: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("layerkit: interrupted", file=sys.stderr)
         return 130

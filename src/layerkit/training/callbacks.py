@@ -1,44 +1,13 @@
-"""Callbacks that make a run leave a record and survive a crash."""
+"""Callbacks that make a run leave a record and stop cleanly (checkpoints: `checkpoints.py`)."""
 
-import json
-import os
 import signal
 import sys
 import time
-import warnings
-from pathlib import Path
 
 import keras
 import numpy as np
 
 from layerkit.training.events import EventWriter
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def seed_states(model) -> list:
-    """The counters of every random seed generator in `model` (not kept by `.keras` files)."""
-    return [keras.ops.convert_to_numpy(v).tolist() for v in model.non_trainable_variables
-            if v.path.endswith("seed_generator_state")]
-
-
-def restore_seed_states(model, states) -> None:
-    variables = [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
-    if len(variables) != len(states):
-        raise ValueError(f"checkpoint has {len(states)} random-generator states, the model {len(variables)}")
-    for v, s in zip(variables, states):
-        v.assign(np.asarray(s, dtype=v.dtype))
 
 
 class RunLogger(keras.callbacks.Callback):
@@ -141,70 +110,3 @@ class GracefulStop(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
-
-
-class Checkpoints(keras.callbacks.Callback):
-    """Best and last `.keras` checkpoints plus ``state.json``, each written atomically.
-
-    ``state.json`` is written last and names the epochs completed, so a crash at any
-    moment leaves either the previous consistent state or the new one. A failed write
-    (disk full, permissions) leaves the previous checkpoint intact and says so.
-    """
-
-    def __init__(self, workdir, monitor="val_accuracy", mode="max", extra_state=None):
-        super().__init__()
-        self.workdir = Path(workdir)
-        self.monitor = monitor
-        self.mode = mode
-        self.extra_state = extra_state or (lambda: {})
-        self.best = None
-        self.best_epoch = None
-        self.write_failures = 0
-
-    def restore(self, state: dict) -> None:
-        self.best = state.get("best")
-        self.best_epoch = state.get("best_epoch")
-
-    def _improved(self, value) -> bool:
-        if value is None or not np.isfinite(value):
-            return False
-        if self.best is None:
-            return True
-        return value > self.best if self.mode == "max" else value < self.best
-
-    def _save_model(self, name: str) -> None:
-        final = self.workdir / name
-        tmp = self.workdir / f".{name}.tmp{os.getpid()}.keras"
-        try:
-            self.model.save(tmp)
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        value = logs.get(self.monitor)
-        improved = self._improved(value)
-        try:
-            self._save_model("last.keras")
-            if improved:
-                self._save_model("best.keras")
-                self.best, self.best_epoch = float(value), epoch + 1
-            state = {
-                "epochs_completed": epoch + 1,
-                "best": self.best,
-                "best_epoch": self.best_epoch,
-                "monitor": self.monitor,
-                "seed_states": seed_states(self.model),
-                "time": time.time(),
-                **self.extra_state(),
-            }
-            atomic_write_text(self.workdir / "state.json", json.dumps(state, indent=1))
-        except OSError as err:
-            self.write_failures += 1
-            warnings.warn(
-                f"checkpoint of epoch {epoch + 1} NOT written ({type(err).__name__}: {err}); "
-                "the previous checkpoint is intact and training continues.",
-                stacklevel=2,
-            )

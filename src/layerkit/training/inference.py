@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from layerkit.data.decode import decode_image, fit_to
+from layerkit.training.checkpoints import checkpoint_file
 from layerkit.training.config import Config
 from layerkit.training.data import load_data
 from layerkit.training.run import RunError, load_checkpoint, predict_probabilities, scores
@@ -13,11 +14,11 @@ from layerkit.training.run import RunError, load_checkpoint, predict_probabiliti
 
 def _open(run_dir, weights):
     run_dir = Path(run_dir)
-    path = run_dir / f"{weights}.keras"
     if not (run_dir / "config.json").exists():
         raise RunError(f"{run_dir} is not a layerkit run directory (no config.json)")
-    if not path.exists():
-        raise RunError(f"{run_dir} has no {weights} checkpoint ({path.name}); has an epoch finished?")
+    path = checkpoint_file(run_dir, weights)  # the committed one, even if a kill left links stale
+    if path is None:
+        raise RunError(f"{run_dir} has no {weights} checkpoint (state.json names none); has an epoch finished?")
     config = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
     return config, load_checkpoint(path)
 

@@ -1,9 +1,10 @@
 """`train(config, workdir)`: one call that trains from a recipe and leaves a full record.
 
 A run directory holds: ``config.json`` (resolved), ``run.json`` (versions, devices),
-``history.csv`` (a row per epoch), ``tensorboard/`` (event files), ``last.keras`` and
-``best.keras`` (atomic), ``state.json`` (what a resume needs), and at the end
-``results.json``, ``report.md`` and the plots.
+``history.csv`` (a row per epoch), ``tensorboard/`` (event files), ``state.json`` (the
+checkpoint manifest: what a resume needs) with the files it names in ``checkpoints/``,
+``last.keras`` and ``best.keras`` (links to them), and at the end ``results.json``,
+``report.md`` and the plots. ``.lock`` keeps a second run out while one writes.
 """
 
 import contextlib
@@ -19,8 +20,10 @@ import numpy as np
 
 from layerkit import augment, models
 from layerkit.training import report as reporting
-from layerkit.training.callbacks import (Checkpoints, GracefulStop, RunLogger, TensorBoardLogger,
-                                         atomic_write_text, restore_seed_states)
+from layerkit.training.callbacks import GracefulStop, RunLogger, TensorBoardLogger
+from layerkit.training.checkpoints import (Checkpoints, fault_point, read_state, repair,
+                                           restore_seed_states)
+from layerkit.training.rundir import RunLock, atomic_write_text
 from layerkit.training import distribution as dist
 from layerkit.training.config import LAUNCH_KEYS, Config, validate
 from layerkit.training.data import EvenBatches, RunData, load_data
@@ -145,24 +148,22 @@ class ChiefCheckpoints(Checkpoints):
 
 
 def _prepare(config: Config, workdir: Path, resume: bool, chief: bool = True):
-    state_path = workdir / "state.json"
-    if not chief:  # process 0 checks and writes the run directory; the others only read it
+    """The config and committed checkpoint state to start from. Process 0 holds the run
+    lock and first repairs what a killed writer left; the other processes only read."""
+    if not chief:
         if resume:
             saved = Config.from_dict(json.loads((workdir / "config.json").read_text()))
-            return saved, json.loads(state_path.read_text()) if state_path.exists() else None
+            return saved, read_state(workdir)
         return config, None
-    if resume:
-        if not (workdir / "config.json").exists():
-            raise RunError(f"--resume: {workdir} holds no run (no config.json); start one without --resume")
+    if resume:  # train() has checked that config.json exists
         saved = Config.from_dict(json.loads((workdir / "config.json").read_text()))
-        state = json.loads(state_path.read_text()) if state_path.exists() else None
-        return saved, state
-    if state_path.exists():
+        return saved, repair(workdir)
+    if (workdir / "state.json").exists():
         raise RunError(f"{workdir} already holds a run: pass --resume to continue it, or choose another --out")
     if (workdir / "config.json").exists():  # a start that failed before its first checkpoint
         print(f"layerkit: {workdir} holds a run that never completed an epoch; starting it afresh",
               file=sys.stderr)
-    workdir.mkdir(parents=True, exist_ok=True)
+    repair(workdir)
     atomic_write_text(workdir / "config.json", config.to_json())
     return config, None
 
@@ -190,7 +191,12 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None, la
     previous = keras.distribution.distribution()
     if not resume:  # bad device or process settings fail before the run directory is made
         topology = dist.setup(config)
+    lock = RunLock(workdir) if chief else None
+    if resume and chief and not (workdir / "config.json").exists():
+        raise RunError(f"--resume: {workdir} holds no run (no config.json); start one without --resume")
     try:
+        if lock:
+            lock.acquire()
         config, state = _prepare(config, workdir, resume, chief)
         if resume:
             if launch:
@@ -198,6 +204,8 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None, la
             topology = dist.setup(config)
         return _train(config, workdir, state, verbose, topology)
     finally:
+        if lock:
+            lock.release()
         keras.distribution.set_distribution(previous)
 
 
@@ -229,9 +237,10 @@ def _train(config: Config, workdir: Path, state, verbose, topology) -> dict:
             # Same construction path as the uninterrupted run, then the saved state:
             # weights, optimizer slots and step, random-generator counters.
             model.optimizer.build(model.trainable_variables)
-            model.load_weights(workdir / "last.keras")
+            model.load_weights(workdir / state["last"])
             restore_seed_states(model, state["seed_states"])
             print(f"resuming {workdir} after epoch {initial_epoch} of {config.epochs}", file=sys.stderr)
+            fault_point("resumed", initial_epoch)
         if chief:
             kept = f"; the decoded train split kept on {data.train.device}" if data.train.device is not None else ""
             print(f"layerkit: {config.model} on {config.data} ({len(data.train.labels)} train images, "
@@ -266,8 +275,7 @@ def _train(config: Config, workdir: Path, state, verbose, topology) -> dict:
             data.train.close()
             return {"process_index": topology.process_index, "epochs": config.epochs,
                     "train_seconds_this_session": round(train_seconds, 1)}
-        done = json.loads((workdir / "state.json").read_text())["epochs_completed"] \
-            if (workdir / "state.json").exists() else 0
+        done = (read_state(workdir) or {}).get("epochs_completed", 0)
         if done < config.epochs:
             print(f"layerkit: stopped after epoch {done} of {config.epochs}; continue with "
                   f"`layerkit train --resume --out {workdir}`", file=sys.stderr)
@@ -319,8 +327,8 @@ def finish(config, workdir: Path, model, data: RunData, train_seconds: float, ch
                "test_loss_final": scores(final, labels)["loss"]}
     if config.tta:
         results["test_accuracy_final_tta"] = scores(predict_probabilities(model, data.test, True), labels)["accuracy"]
-    if (workdir / "best.keras").exists():
-        best = load_checkpoint(workdir / "best.keras")
+    if checkpoints.best_file is not None:
+        best = load_checkpoint(workdir / checkpoints.best_file)
         results["test_accuracy_best"] = scores(predict_probabilities(best, data.test), labels)["accuracy"]
         results["best_epoch"] = checkpoints.best_epoch
         results["best_selected_on"] = data.validation_name

@@ -1,0 +1,224 @@
+"""Checkpoints that are one atomic unit: no kill moment pairs one epoch's weights with
+another epoch's state.
+
+Each epoch end writes the model (weights and optimizer) once, to a new file
+``checkpoints/epoch-NNNN.keras`` that no committed state refers to yet, then commits by
+replacing ``state.json``, the manifest: it names the files of the last and the best epoch
+together with the epoch count, the best score and the random-generator counters. That one
+rename is the commit; before it the previous manifest and its files are untouched.
+After it, ``last.keras`` and ``best.keras`` (the names users open) are pointed at the
+committed files (hard links, so no extra copy) and files no manifest names are deleted;
+`repair` redoes both at the next start, so a kill between them costs nothing.
+
+A failed write (a full disk, permissions) stops the run with `CheckpointError`, which says
+which epoch was saved last, if any.
+"""
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from layerkit.training.rundir import atomic_write_text, fsync_dir, remove_stale_tmp, tmp_name
+
+STATE_NAME = "state.json"
+CHECKPOINT_DIR = "checkpoints"
+FORMAT = 2
+PUBLISHED = {"last": "last.keras", "best": "best.keras"}
+
+# Testing only: "kill@STAGE:EPOCH" sends SIGKILL to this process when the checkpoint write of
+# EPOCH (1-based) reaches STAGE (one of STAGES, or "resumed" in the harness), so a test can
+# kill at each file operation.
+FAULT_ENV = "LAYERKIT_FAULT"
+STAGES = ("saving", "saved", "committed", "published")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written; the message says what was and was not saved."""
+
+
+class StateError(ValueError):
+    """``state.json`` cannot be used (unreadable, another format, files missing)."""
+
+
+def fault_point(stage: str, epoch: int) -> None:
+    if os.environ.get(FAULT_ENV) == f"kill@{stage}:{epoch}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def read_state(workdir) -> dict | None:
+    """The committed manifest of `workdir`, or None when no epoch has been saved."""
+    path = Path(workdir) / STATE_NAME
+    if not path.exists():
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise StateError(f"{path} is unreadable ({err}); the run cannot be resumed") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise StateError(f"{path} is not a layerkit checkpoint manifest of format {FORMAT} "
+                         f"(found format {found!r}); it was written by another layerkit version")
+    for key in ("epochs_completed", "last", "seed_states"):
+        if key not in state:
+            raise StateError(f"{path} lacks {key!r}; the run cannot be resumed")
+    for which in PUBLISHED:
+        name = state.get(which)
+        if name is not None and not (Path(workdir) / name).is_file():
+            raise StateError(f"{path} names {name} as the {which} checkpoint, but it is missing")
+    return state
+
+
+def checkpoint_file(workdir, which: str) -> Path | None:
+    """The committed `which` ("last" or "best") checkpoint of `workdir`, or None."""
+    state = read_state(workdir)
+    if state is None or state.get(which) is None:
+        return None
+    return Path(workdir) / state[which]
+
+
+def _link(src: Path, dst: Path) -> None:
+    tmp = tmp_name(dst)
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def publish(workdir: Path, state: dict) -> None:
+    """Point ``last.keras`` / ``best.keras`` at the manifest's files; delete unnamed ones."""
+    for which, name in PUBLISHED.items():
+        if state.get(which) is not None:
+            _link(workdir / state[which], workdir / name)
+        elif (workdir / name).exists():
+            (workdir / name).unlink()
+    named = {Path(state[w]).name for w in PUBLISHED if state.get(w)}
+    folder = workdir / CHECKPOINT_DIR
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            if entry.name not in named and entry.is_file():
+                entry.unlink()
+    fsync_dir(workdir)
+
+
+def repair(workdir) -> dict | None:
+    """Bring a run directory a killed writer left back to its committed state (hold the lock).
+    Returns the manifest."""
+    workdir = Path(workdir)
+    remove_stale_tmp(workdir)
+    remove_stale_tmp(workdir / CHECKPOINT_DIR)
+    state = read_state(workdir)
+    if state is None:
+        for name in PUBLISHED.values():  # written by no committed epoch
+            if (workdir / name).exists():
+                (workdir / name).unlink()
+        if (workdir / CHECKPOINT_DIR).is_dir():
+            shutil.rmtree(workdir / CHECKPOINT_DIR)
+    else:
+        publish(workdir, state)
+    return state
+
+
+def seed_states(model) -> list:
+    """The counters of every random seed generator in `model` (not kept by `.keras` files)."""
+    return [keras.ops.convert_to_numpy(v).tolist() for v in model.non_trainable_variables
+            if v.path.endswith("seed_generator_state")]
+
+
+def restore_seed_states(model, states) -> None:
+    variables = [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
+    if len(variables) != len(states):
+        raise StateError(f"checkpoint has {len(states)} random-generator states, the model {len(variables)}")
+    for v, s in zip(variables, states):
+        v.assign(np.asarray(s, dtype=v.dtype))
+
+
+class Checkpoints(keras.callbacks.Callback):
+    """Saves the run after every epoch as one atomic unit (see the module docstring)."""
+
+    def __init__(self, workdir, monitor="val_accuracy", mode="max", extra_state=None):
+        super().__init__()
+        self.workdir = Path(workdir)
+        self.monitor = monitor
+        self.mode = mode
+        self.extra_state = extra_state or (lambda: {})
+        self.best = None
+        self.best_epoch = None
+        self.best_file = None
+
+    def restore(self, state: dict) -> None:
+        self.best = state.get("best_value")
+        self.best_epoch = state.get("best_epoch")
+        self.best_file = state.get("best")
+
+    def _improved(self, value) -> bool:
+        if value is None or not np.isfinite(value):
+            return False
+        if self.best is None:
+            return True
+        return value > self.best if self.mode == "max" else value < self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        n = epoch + 1
+        value = (logs or {}).get(self.monitor)
+        improved = self._improved(value)
+        name = f"{CHECKPOINT_DIR}/epoch-{n:04d}.keras"
+        final = self.workdir / name
+        tmp = tmp_name(final).with_suffix(".keras")  # Keras saves only to *.keras names
+        committed = False
+        try:
+            final.parent.mkdir(exist_ok=True)
+            fault_point("saving", n)
+            self.model.save(tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+            fsync_dir(final.parent)
+            fault_point("saved", n)
+            best = (float(value), n, name) if improved else (self.best, self.best_epoch, self.best_file)
+            state = {
+                "format": FORMAT,
+                "epochs_completed": n,
+                "last": name,
+                "best": best[2],
+                "best_value": best[0],
+                "best_epoch": best[1],
+                "monitor": self.monitor,
+                "seed_states": seed_states(self.model),
+                "time": time.time(),
+                **self.extra_state(),
+            }
+            atomic_write_text(self.workdir / STATE_NAME, json.dumps(state, indent=1))
+            committed = True
+            self.best, self.best_epoch, self.best_file = best
+            fault_point("committed", n)
+            publish(self.workdir, state)
+            fault_point("published", n)
+        except OSError as err:
+            if tmp.exists():
+                tmp.unlink()
+            raise CheckpointError(self._failure(n, err, committed)) from err
+
+    def _failure(self, n, err, committed) -> str:
+        what = f"{type(err).__name__}: {err}"
+        if committed:
+            return (f"epoch {n} was saved ({self.workdir / STATE_NAME}), but updating last.keras and "
+                    f"best.keras failed ({what}); `layerkit train --resume --out {self.workdir}` repairs them")
+        try:
+            state = read_state(self.workdir)
+        except StateError:
+            state = None
+        saved = (f"the last saved checkpoint is epoch {state['epochs_completed']} "
+                 f"({self.workdir / STATE_NAME}); continue it with `layerkit train --resume --out "
+                 f"{self.workdir}` once the cause is fixed") if state else "no epoch of this run has been saved"
+        return f"the checkpoint of epoch {n} was NOT saved ({what}); {saved}. Training stopped."
