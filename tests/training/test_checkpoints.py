@@ -1,0 +1,115 @@
+"""Failed checkpoint writes stop the run and say what was saved; one run per directory;
+debris of a killed writer is cleaned; the manifest is checked before it is trusted."""
+
+import errno
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import keras
+import pytest
+
+from layerkit.training import apply_overrides, get_recipe, train
+from layerkit.training.checkpoints import CheckpointError, StateError, read_state, repair
+from layerkit.training.rundir import RunLock, RunLockedError
+
+OVERRIDES = ["train_limit=64", "test_limit=32", "batch_size=32", "report=false", "warmup_epochs=1"]
+
+
+def _config(epochs):
+    return apply_overrides(get_recipe("sample", smoke_run=True), [f"epochs={epochs}", *OVERRIDES])
+
+
+def test_full_disk_after_one_epoch_stops_and_says_epoch_1_is_saved(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_save = keras.Model.save
+
+    def save(self, path, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_save(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save", save)
+    with pytest.raises(CheckpointError) as err:
+        train(_config(3), tmp_path / "run", verbose=0)
+    text = str(err.value)
+    assert "epoch 2 was NOT saved" in text and "No space left" in text
+    assert "last saved checkpoint is epoch 1" in text and "--resume" in text
+    assert read_state(tmp_path / "run")["epochs_completed"] == 1
+    assert not [p for p in (tmp_path / "run").rglob("*") if ".tmp" in p.name]
+
+    monkeypatch.setattr(keras.Model, "save", real_save)  # room again: the run continues
+    results = train(None, tmp_path / "run", resume=True, verbose=0)
+    assert results["epochs"] == 3 and read_state(tmp_path / "run")["epochs_completed"] == 3
+
+
+def test_a_write_that_fails_for_real_exits_non_zero_saying_nothing_was_saved(tmp_path):
+    out = tmp_path / "run"
+    # files of at most 1 MB (the checkpoint is larger); SIGXFSZ ignored: the write fails with EFBIG
+    cmd = shlex.join([sys.executable, "-m", "layerkit.cli", "train", "--smoke", "--out", str(out),
+                      "epochs=2", *OVERRIDES])
+    proc = subprocess.run(["bash", "-c", f"ulimit -f 1000 && trap '' XFSZ && exec {cmd}"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "the checkpoint of epoch 1 was NOT saved" in proc.stderr
+    assert "no epoch of this run has been saved" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert read_state(out) is None
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]
+
+
+def test_a_second_run_into_a_locked_directory_is_refused_naming_the_holder(tmp_path):
+    out = tmp_path / "run"
+    with RunLock(out):
+        proc = subprocess.run([sys.executable, "-m", "layerkit.cli", "train", "--smoke", "--out", str(out),
+                               *OVERRIDES], capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert "in use by another layerkit run" in proc.stderr and f"pid {os.getpid()}" in proc.stderr
+        assert not (out / "config.json").exists()
+    with RunLock(out), pytest.raises(RunLockedError, match=f"pid {os.getpid()} on host"):
+        RunLock(out).acquire()
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from layerkit.training.rundir import RunLock; "
+                               f"RunLock({str(out)!r}).acquire(); print('locked', flush=True); time.sleep(600)"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(RunLockedError, match=f"pid {holder.pid}"):
+        RunLock(out).acquire()
+    holder.kill()
+    holder.wait()
+    lock = RunLock(out).acquire()  # the lock file is still there; its holder is not
+    assert json.loads((out / ".lock").read_text())["pid"] == os.getpid()
+    lock.release()
+
+
+def test_repair_removes_debris_and_keeps_the_committed_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    train(_config(1), out, verbose=0)
+    state = read_state(out)
+    debris = [out / ".state.json.tmp123", out / "checkpoints" / ".epoch-0002.keras.tmp123.keras",
+              out / "checkpoints" / "epoch-0002.keras", out / ".last.keras.tmp9"]
+    for p in debris:
+        p.write_bytes(b"partial")
+    (out / "last.keras").unlink()
+    assert repair(out) == state
+    assert not any(p.exists() for p in debris)
+    assert (out / "last.keras").samefile(out / state["last"])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", "unreadable"),
+    ("[1, 2]", "not a layerkit checkpoint manifest"),
+    (json.dumps({"epochs_completed": 1, "last": "last.keras", "seed_states": []}), "format"),
+    (json.dumps({"format": 2, "epochs_completed": 1, "last": "checkpoints/epoch-0009.keras",
+                 "seed_states": []}), "missing"),
+])
+def test_a_bad_manifest_is_refused_by_name(tmp_path, text, message):
+    (tmp_path / "state.json").write_text(text)
+    with pytest.raises(StateError, match=message):
+        read_state(tmp_path)
