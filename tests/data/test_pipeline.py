@@ -73,6 +73,16 @@ def test_processes_get_disjoint_slices(drop):
         assert everything == list(range(50))
 
 
+def test_processes_together_serve_the_global_batches_of_one_process():
+    one = Pipeline(_numbered(), 12, seed=5)
+    parts = [Pipeline(_numbered(), 4, seed=5, process_index=i, process_count=3) for i in range(3)]
+    assert len(one) == len(parts[0]) == 4
+    for epoch in range(2):
+        for step in range(epoch * 4, epoch * 4 + 4):
+            joined = np.concatenate([p.batch_indices(step) for p in parts])
+            np.testing.assert_array_equal(joined, one.batch_indices(step))
+
+
 def test_restore_gives_the_same_following_batches():
     p = Pipeline(_numbered(), 8, seed=9)
     _epoch(p)

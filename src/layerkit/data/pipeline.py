@@ -46,9 +46,11 @@ class Pipeline(keras.utils.PyDataset):
         drop_remainder: drop the last, smaller batch. Default: same as `shuffle`.
         image_size: (H, W) to resize and centre-crop every image to; None keeps sizes,
             which must then be equal.
-        process_index, process_count: each process gets the disjoint slice
-            ``permutation[process_index::process_count]`` of every epoch (equal lengths
-            when `drop_remainder`).
+        process_index, process_count: each process gets a disjoint share of every epoch.
+            With `drop_remainder` (training) it is block `process_index` of each global
+            batch of ``batch_size * process_count`` images, so the processes together see
+            the batches, in the order, of one process with the global batch size; without,
+            the slice ``permutation[process_index::process_count]``.
         cache_decoded: True, False or "auto" (decode once and keep when the decoded set is
             at most 1 GiB).
         workers: decoding threads. Default: 1 for images up to 96x96 (their decode calls are
@@ -223,6 +225,10 @@ class Pipeline(keras.utils.PyDataset):
             order = np.random.Generator(np.random.PCG64([self.seed, epoch])).permutation(n)
         else:
             order = np.arange(n)
+        if self.drop_remainder:  # block i of every global batch: the one-process order
+            per_global = self.batch_size * self.process_count
+            usable = order[: n // per_global * per_global]
+            return usable.reshape(-1, self.process_count, self.batch_size)[:, self.process_index].ravel()
         return order[self.process_index :: self.process_count][: self._per_process]
 
     def batch_indices(self, step):
