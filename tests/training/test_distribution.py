@@ -167,3 +167,26 @@ def test_a_stop_signal_to_one_process_stops_both_after_the_same_epoch_and_they_r
     rows = (out / "history.csv").read_text().strip().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(epochs))  # no epoch lost or repeated
     assert (out / "results.json").is_file()
+
+
+@pytest.mark.parametrize("victim", [1, 0])
+def test_a_dead_peer_is_named_and_the_survivor_exits_non_zero(tmp_path, victim):
+    """SIGKILL one of two processes mid-run: the other says which process stopped responding
+    and exits with status 4 within init_timeout, instead of waiting for JAX to abort it."""
+    import signal
+
+    out, port = tmp_path / "run", _free_port()
+    multi = [f"coordinator=127.0.0.1:{port}", "num_processes=2", "init_timeout=15", "epochs=400"]
+    procs = [_start(out, *multi, f"process_id={i}") for i in range(2)]
+    deadline = time.monotonic() + TIMEOUT
+    while not (out / "state.json").exists() and time.monotonic() < deadline and procs[0].poll() is None:
+        time.sleep(0.05)
+    procs[victim].send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    survivor = procs[1 - victim]
+    output, _ = survivor.communicate(timeout=TIMEOUT)
+    procs[victim].wait()
+    assert survivor.returncode == 4, output[-3000:]
+    assert f"process {1 - victim} of 2: process {victim}" in output, output[-3000:]
+    assert "--resume" in output
+    assert time.monotonic() - killed_at < 90  # JAX alone: ~100 s, then SIGABRT

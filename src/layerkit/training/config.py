@@ -53,7 +53,7 @@ class Config:
     coordinator: str = ""  # HOST:PORT of process 0 for multi-process runs ("" = one process)
     num_processes: int = 1  # processes in the run (each reads its own shard of the data)
     process_id: int = 0  # this process's index, 0..num_processes-1 (0 writes the record)
-    init_timeout: float = 60.0  # seconds to wait for every process to join, then fail
+    init_timeout: float = 60.0  # seconds to wait for every process to join, and for a silent peer, then fail
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

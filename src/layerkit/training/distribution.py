@@ -18,6 +18,7 @@ are tested.
 
 import contextlib
 import os
+import re
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class Topology:
     devices: list = field(default_factory=list)  # every device of the run, all processes
     local_devices: list = field(default_factory=list)  # this process's share of `devices`
     distribution: object = None  # a keras DataParallel, or None for one device
+    peer_watch: object = None  # a PeerWatch when there are several processes
 
     @property
     def is_chief(self) -> bool:
@@ -133,6 +135,36 @@ def initialize_processes(coordinator: str, num_processes: int, process_id: int,
         done.set()
 
 
+def is_runtime_error(err) -> bool:
+    import jax
+
+    return isinstance(err, jax.errors.JaxRuntimeError)
+
+
+def collective_failed(err, me: int, n: int):
+    """A collective raised in a multi-process run: a peer is gone. Say which, exit 4.
+
+    Called at once from the training loop: JAX's own error poller aborts the process
+    (SIGABRT) moments later when the lost peer ran the coordinator."""
+    text = str(err)
+    peer = re.search(r"peer \[?([^\]\s]+)\]?:(\d+)", text)
+    if n == 2:
+        who = f"process {1 - me}" + (" (it runs the coordinator)" if me == 1 else "")
+    else:
+        who = "another process" + (f" (the peer at {peer.group(1)}:{peer.group(2)})" if peer else "")
+    lost_peer(me, n, who, "a collective failed: " + text.splitlines()[0][:300])
+
+
+def lost_peer(me: int, n: int, who: str, why: str):
+    """Say which process of the run stopped responding, and end this one with status 4."""
+    print(f"\nlayerkit train: error: process {me} of {n}: {who} of this run stopped "
+          f"responding ({why}); it died or its machine is unreachable. Stopping this process "
+          f"too (status {PeerWatch.EXIT_STATUS}). The last checkpoint is intact: restart every "
+          "process with `layerkit train --resume --out DIR` and the same launch flags.",
+          file=sys.stderr, flush=True)
+    os._exit(PeerWatch.EXIT_STATUS)  # the collectives would wait for the dead peer
+
+
 def _platform_is_cpu() -> bool:
     # Decided before the backends start: JAX_PLATFORMS, else whether a GPU/TPU plugin exists.
     platforms = os.environ.get("JAX_PLATFORMS", "")
@@ -198,11 +230,86 @@ def setup(config, verbose: bool = True) -> Topology:
         distribution = keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
     keras.distribution.set_distribution(distribution)
     topology = Topology(process_index, process_count, devices, local, distribution)
+    if process_count > 1:
+        topology.peer_watch = PeerWatch(process_index, process_count, config.init_timeout).start()
     if verbose:
         print(f"layerkit: found {topology.describe()}; "
               + (f"data-parallel, global batch {config.batch_size} = {config.batch_size // len(devices)}"
                  f" per device" if distribution else "one device"), file=sys.stderr, flush=True)
     return topology
+
+
+# === Peers that die ===
+
+
+class PeerWatch:
+    """Declares a peer dead when it has been silent for `timeout` seconds, says which one, and
+    ends this process with status 4.
+
+    Without it, a process whose peer died waits in the next collective until JAX's own
+    heartbeat check aborts it (SIGABRT, ~100 s later, no word from layerkit). Each process
+    bumps a counter in the coordination service's key-value store every `interval` seconds
+    from a daemon thread (so a long compilation or epoch does not look like death); a peer
+    whose counter stands still for `timeout` seconds, or a coordinator that cannot be reached,
+    is reported. A process that finishes says so (`done()`), and is then no longer watched.
+    """
+
+    EXIT_STATUS = 4
+
+    def __init__(self, process_id: int, num_processes: int, timeout: float, interval: float = 1.0):
+        from jax._src import distributed
+
+        self.client = distributed.global_state.client
+        self.me, self.n = process_id, num_processes
+        self.timeout, self.interval = float(timeout), float(interval)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="layerkit-peer-watch", daemon=True)
+
+    def start(self) -> "PeerWatch":
+        self._thread.start()
+        return self
+
+    def done(self) -> None:
+        """This process ended its part normally: stop watching and tell the others."""
+        self._stop.set()
+        try:
+            self.client.key_value_set(self._key(self.me), "done", allow_overwrite=True)
+        except Exception:  # noqa: BLE001 - the others may have gone already
+            pass
+
+    def _key(self, process) -> str:
+        return f"layerkit/alive/{process}"
+
+    def _run(self) -> None:
+        import time
+
+        beat = 0
+        seen = {p: (None, time.monotonic()) for p in range(self.n) if p != self.me}
+        while not self._stop.wait(self.interval):
+            beat += 1
+            try:
+                self.client.key_value_set(self._key(self.me), str(beat), allow_overwrite=True)
+            except Exception as err:  # noqa: BLE001 - the coordination service itself is gone
+                if not self._stop.is_set():
+                    self._fail("process 0 (it runs the coordinator)", f"the coordinator stopped answering: "
+                               f"{str(err).splitlines()[0][:200]}")
+                return
+            now = time.monotonic()
+            for p, (value, since) in list(seen.items()):
+                try:
+                    current = self.client.key_value_try_get(self._key(p))
+                except Exception:  # noqa: BLE001 - not written yet
+                    current = None
+                if current == "done":
+                    seen.pop(p)
+                elif current != value:
+                    seen[p] = (current, now)
+                elif now - since > self.timeout and not self._stop.is_set():
+                    self._fail(f"process {p}", f"silent for {now - since:.0f} s")
+                    return
+
+    def _fail(self, who: str, why: str) -> None:
+        lost_peer(self.me, self.n, who, why)
 
 
 # === One process's view of replicated state ===

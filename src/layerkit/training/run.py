@@ -202,7 +202,10 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None, la
             if launch:
                 config = validate(Config.from_dict({**config.to_dict(), **launch}))
             topology = dist.setup(config)
-        return _train(config, workdir, state, verbose, topology)
+        results = _train(config, workdir, state, verbose, topology)
+        if topology.peer_watch is not None:
+            topology.peer_watch.done()
+        return results
     finally:
         if lock:
             lock.release()
@@ -267,9 +270,14 @@ def _train(config: Config, workdir: Path, state, verbose, topology) -> dict:
         validation = EvenBatches(data.validation) if topology.distributed else data.validation
         start = time.perf_counter()
         if initial_epoch < config.epochs:
-            model.fit(data.train, validation_data=validation, epochs=config.epochs,
-                      initial_epoch=initial_epoch, steps_per_epoch=config.steps_per_epoch or None,
-                      shuffle=False, verbose=verbose, callbacks=callbacks)
+            try:
+                model.fit(data.train, validation_data=validation, epochs=config.epochs,
+                          initial_epoch=initial_epoch, steps_per_epoch=config.steps_per_epoch or None,
+                          shuffle=False, verbose=verbose, callbacks=callbacks)
+            except Exception as err:
+                if topology.process_count > 1 and dist.is_runtime_error(err):
+                    dist.collective_failed(err, topology.process_index, topology.process_count)
+                raise
         train_seconds = time.perf_counter() - start
         if not chief:
             data.train.close()
