@@ -8,7 +8,7 @@ def test_overrides_convert_types():
     c = apply_overrides(Config(), ["lr=0.2", "epochs=3", "nesterov=false", "step_epochs=10,20",
                                    "model_options.dropout=0.3", "validation=0.1"])
     assert (c.lr, c.epochs, c.nesterov, c.step_epochs) == (0.2, 3, False, (10.0, 20.0))
-    assert c.model_options == {"dropout": 0.3} and c.validation == "0.1"
+    assert c.model_options == {"dropout": 0.3} and c.validation == 0.1
 
 
 @pytest.mark.parametrize("override, match", [
@@ -16,7 +16,8 @@ def test_overrides_convert_types():
     ("epochs=three", "'epochs' expects int. Received: 'three'"),
     ("nesterov=maybe", "'nesterov' expects bool"),
     ("optimizer=lamb", "'optimizer' must be one of sgd, adam, adamw, rmsprop"),
-    ("validation=1.5", "'validation' must be 'test' or a fraction"),
+    ("validation=1.5", "'validation' must be a fraction in \\[0, 1\\)"),
+    ("test_split=0", "'test_split' must be a fraction in \\(0, 1\\)"),
     ("epochs=0", "'epochs' must be >= 1"),
     ("novalue", "key=value"),
 ])

@@ -236,6 +236,17 @@ def open_source(path, split="train"):
     return FolderSource(path)
 
 
+def has_split(name_or_path, split, data_dir=None) -> bool:
+    """Whether the data set holds `split` itself: named sets always do; a path does when it is
+    a folder with ``{split}.npz`` or a ``{split}/`` subfolder. A plain class folder, shard
+    folder or ``.npz`` pack is one pool of images, with no test split of its own."""
+    name = os.fspath(name_or_path)
+    if name == "sample" or name in NAMED:
+        return True
+    path = Path(name)
+    return path.is_dir() and ((path / f"{split}.npz").is_file() or (path / split).is_dir())
+
+
 def search_dirs(data_dir=None):
     """Where named data sets are looked for, in order."""
     dirs = []
@@ -275,6 +286,10 @@ def open_dataset(name_or_path="sample", split="train", data_dir=None):
             "folders (set LAYERKIT_DATA or pass data_dir)."
         )
     if os.sep in name or "/" in name or name.endswith(".npz") or Path(name).exists():
+        if split == "test" and Path(name).exists() and not has_split(name, "test"):
+            raise ValueError(f"{name} holds one pool of images, no test split ({name}/test/ or "
+                             f"{name}/test.npz): never test on training images. `layerkit train` "
+                             "carves a test split out of it (test_split=0.1), or pass --test-data PATH")
         return open_source(name, split)
     raise ValueError(f"Unknown data set {name!r}: expected one of {NAMED} or a path to an "
                      ".npz pack or a folder.")

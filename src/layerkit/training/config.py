@@ -19,9 +19,11 @@ class Config:
     data: str = "sample"  # a named data set (sample, cifar10, flowers) or a path
     data_dir: str = ""  # where named data sets are looked up ("" = the usual places)
     image_size: int = 0  # resize/crop images to this square size (0 = as stored)
-    validation: str = "test"  # "test", or a fraction like "0.1" of the shuffled train split
+    test_data: str = ""  # a separate test set (path); "" = the data's own test split, else carved out
+    test_split: float = 0.1  # fraction carved out as the test set (stratified, seeded) when the data has no test split
+    validation: float = 0.1  # fraction of the training images held out (stratified, seeded) to pick the best epoch; 0 = none
     train_limit: int = 0  # use only this many training images (0 = all); for smoke runs
-    test_limit: int = 0  # likewise for the test split
+    test_limit: int = 0  # likewise for the validation and test images
     augment: str = "none"  # an augmentation preset of layerkit.augment
     normalize: str = "mean_std"  # mean_std (fitted on train), zca, unit (x/255), signed (x/127.5-1)
     data_on_device: str = "auto"  # keep the decoded train split on the accelerator: auto (a GPU/TPU and <= 1 GiB decoded), yes, no
@@ -168,13 +170,9 @@ def validate(config: Config) -> Config:
         raise ValueError(f"Config key 'label_smoothing' must be in [0, 1). Received: {config.label_smoothing}")
     if not 0 <= config.ema < 1:
         raise ValueError(f"Config key 'ema' must be in [0, 1). Received: {config.ema}")
-    if config.validation != "test":
-        try:
-            frac = float(config.validation)
-        except ValueError:
-            frac = -1
-        if not 0 < frac < 1:
-            raise ValueError(
-                f"Config key 'validation' must be 'test' or a fraction in (0, 1). Received: {config.validation!r}"
-            )
+    if not 0 <= config.validation < 1:
+        raise ValueError("Config key 'validation' must be a fraction in [0, 1) of the training images "
+                         f"(0 = no validation). Received: {config.validation!r}")
+    if not 0 < config.test_split < 1:
+        raise ValueError(f"Config key 'test_split' must be a fraction in (0, 1). Received: {config.test_split!r}")
     return config

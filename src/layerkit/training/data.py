@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from layerkit.data.pipeline import Pipeline
-from layerkit.data.sources import Subset, open_dataset
+from layerkit.data.sources import Subset, has_split, open_dataset, open_source
 
 
 @dataclass
@@ -16,7 +16,8 @@ class RunData:
     test: Pipeline
     classes: tuple
     image_shape: tuple
-    validation_name: str  # "test" or "held-out N of train"
+    validation_name: str  # "validation (N images held out of train)" or "none"
+    splits: dict  # where each split's images came from, for the run record
 
 
 class EvenBatches(keras.utils.PyDataset):
@@ -73,31 +74,73 @@ def train_device(config, pipe):
     return device
 
 
+def stratified_split(labels, fraction: float, seed) -> tuple:
+    """(held, kept): index arrays, `fraction` of each class held out at random (seeded), at
+    least one image of every class with two or more on each side."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    held = []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        k = int(round(fraction * len(idx)))
+        k = min(max(k, 1), len(idx) - 1) if len(idx) >= 2 else 0
+        held.append(idx[:k])
+    held = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    kept = np.setdiff1d(np.arange(len(labels)), held)
+    return held, kept
+
+
+def _limit(source, limit, seed):
+    if limit and limit < len(source):
+        keep = np.sort(np.random.default_rng(seed).permutation(len(source))[:limit])
+        return Subset(source, keep)
+    return source
+
+
 def load_data(config, process_index: int = 0, process_count: int = 1) -> RunData:
-    """The run's pipelines. With several processes, each reads its own slice of every training
-    epoch, ``batch_size / process_count`` images a step; evaluation splits are read whole by
-    every process (the same batch on each, so the metrics are those of one process)."""
+    """The run's pipelines; no image is in two of train, validation and test.
+
+    Test: `config.test_data`, else the data's own test split, else a stratified, seeded
+    `test_split` of the data carved out first. Validation (which picks the best epoch):
+    a stratified, seeded `validation` fraction of what remains for training, or none.
+    ``RunData.splits`` says where each came from, for the run record.
+
+    With several processes, each reads its own slice of every training epoch,
+    ``batch_size / process_count`` images a step; evaluation splits are read whole by every
+    process (the same batch on each, so the metrics are those of one process)."""
     data_dir = config.data_dir or None
-    train_src = open_dataset(config.data, "train", data_dir)
-    test_src = open_dataset(config.data, "test", data_dir)
+    pool = open_dataset(config.data, "train", data_dir)
+    if config.test_data:
+        test_src = open_source(config.test_data, "test")
+        test_from = f"the test data {config.test_data}"
+        train_src = pool
+    elif has_split(config.data, "test", data_dir):
+        test_src = open_dataset(config.data, "test", data_dir)
+        test_from = f"the test split of {config.data}"
+        train_src = pool
+    else:
+        held, kept = stratified_split(pool.labels, config.test_split, [config.seed, 4])
+        if not len(held) or not len(kept):
+            raise ValueError(f"{config.data} has {len(pool)} images: too few to carve out a test split "
+                             f"(test_split={config.test_split}); pass --test-data PATH")
+        test_src, train_src = Subset(pool, held), Subset(pool, kept)
+        test_from = (f"carved out of {config.data}: {config.test_split:g} of each class "
+                     f"(stratified, seed {config.seed}); never trained on")
     if tuple(train_src.classes) != tuple(test_src.classes):
-        raise ValueError(f"train and test splits of {config.data!r} name different classes: "
-                         f"{train_src.classes} vs {test_src.classes}")
-    rng = np.random.default_rng([config.seed, 1])
-    order = rng.permutation(len(train_src))  # shuffle before splitting: the packs are sorted by class
+        raise ValueError(f"the training and test data name different classes: "
+                         f"{tuple(train_src.classes)} vs {tuple(test_src.classes)}")
     val_src = None
-    if config.validation != "test":
-        n_val = int(round(float(config.validation) * len(order)))
-        if not 0 < n_val < len(order):
-            raise ValueError(f"validation={config.validation} of {len(order)} images leaves no "
+    order = np.arange(len(train_src))
+    if config.validation:
+        held, order = stratified_split(train_src.labels, config.validation, [config.seed, 1])
+        if not len(held) or not len(order):
+            raise ValueError(f"validation={config.validation} of {len(train_src)} training images leaves no "
                              "validation or no training images")
-        val_src, order = Subset(train_src, np.sort(order[:n_val])), order[n_val:]
+        val_src = _limit(Subset(train_src, held), config.test_limit, [config.seed, 3])
     if config.train_limit:
-        order = order[: config.train_limit]
-    train = Subset(train_src, np.sort(order))
-    if config.test_limit and config.test_limit < len(test_src):
-        keep = np.sort(np.random.default_rng([config.seed, 2]).permutation(len(test_src))[: config.test_limit])
-        test_src = Subset(test_src, keep)
+        order = np.sort(np.random.default_rng([config.seed, 1]).permutation(order)[: config.train_limit])
+    train = Subset(train_src, order)
+    test_src = _limit(test_src, config.test_limit, [config.seed, 2])
     size = (config.image_size, config.image_size) if config.image_size else None
 
     batch = config.batch_size // process_count
@@ -109,7 +152,14 @@ def load_data(config, process_index: int = 0, process_count: int = 1) -> RunData
 
     train_pipe, test_pipe = pipe(train, True), pipe(test_src, False)
     train_pipe.device = train_device(config, train_pipe)
-    val_pipe = pipe(val_src, False) if val_src is not None else test_pipe
-    name = "test" if val_src is None else f"held-out {len(val_src)} of train (shuffled)"
+    val_pipe = pipe(val_src, False) if val_src is not None else None
+    splits = {
+        "train": {"images": len(train), "from": f"{config.data}, less the validation and any carved test images"},
+        "validation": ({"images": len(val_src), "from": f"held out of the training images: {config.validation:g} "
+                        f"of each class (stratified, seed {config.seed}); picks the best epoch"}
+                       if val_src is not None else {"images": 0, "from": "none (validation=0): no best epoch is chosen"}),
+        "test": {"images": len(test_src), "from": test_from},
+    }
+    name = f"validation ({len(val_src)} images held out of train)" if val_src is not None else "none"
     return RunData(train_pipe, val_pipe, test_pipe, tuple(train_src.classes),
-                   tuple(train_pipe.image_shape), name)
+                   tuple(train_pipe.image_shape), name, splits)

@@ -41,15 +41,15 @@ def describe(name: str) -> str:
 
 
 def smoke(config: Config) -> Config:
-    """The same recipe, one short epoch on 256 training / 128 test images of the embedded sample."""
+    """The same recipe, one short epoch on 256 training / 128 validation and test images of the embedded sample."""
     size = config.image_size or 0
     if config.model == "xception":
         size = 71  # Xception's smallest input
     elif size > 64:
         size = 32
     return dataclasses.replace(
-        config, data="sample", data_dir="", image_size=size, epochs=1, batch_size=32,
-        train_limit=256, test_limit=128, validation="test", model_options=dict(config.model_options),
+        config, data="sample", data_dir="", test_data="", image_size=size, epochs=1, batch_size=32,
+        train_limit=256, test_limit=128, model_options=dict(config.model_options),
         warmup_epochs=min(config.warmup_epochs, 0.5), step_epochs=(),
     )
 

@@ -267,7 +267,7 @@ def _train(config: Config, workdir: Path, state, verbose, topology) -> dict:
         if config.ema:
             callbacks.insert(1, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
         data.train.set_epoch(initial_epoch)
-        validation = EvenBatches(data.validation) if topology.distributed else data.validation
+        validation = EvenBatches(data.validation) if topology.distributed and data.validation else data.validation
         start = time.perf_counter()
         if initial_epoch < config.epochs:
             try:
@@ -330,7 +330,7 @@ def scores(probs, labels) -> dict:
 def finish(config, workdir: Path, model, data: RunData, train_seconds: float, checkpoints) -> dict:
     labels = data.test.labels
     final = predict_probabilities(model, data.test)
-    results = {"test_images": int(len(labels)),
+    results = {"splits": data.splits, "test_images": int(len(labels)),
                "test_accuracy_final": scores(final, labels)["accuracy"],
                "test_loss_final": scores(final, labels)["loss"]}
     if config.tta:
