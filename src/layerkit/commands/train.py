@@ -41,6 +41,17 @@ LAUNCH_FLAGS = ("devices", "coordinator", "num_processes", "process_id", "init_t
 
 
 def run(args):
+    from layerkit.training.stop import STOPPED, StopSignals
+
+    signals = StopSignals().install()  # first thing: a Ctrl-C during start-up is handled too
+    try:
+        results = _run(args, signals)
+    finally:
+        signals.restore()
+    return STOPPED if results.get("stopped") else 0
+
+
+def _run(args, signals) -> dict:
     from layerkit.training import apply_overrides, get_recipe, train
 
     launch = {k: getattr(args, k) for k in LAUNCH_FLAGS if getattr(args, k) is not None}
@@ -52,8 +63,7 @@ def run(args):
         if given:
             print(f"layerkit train --resume: using the saved config of {args.out}; ignoring {given}",
                   file=sys.stderr)
-        train(None, Path(args.out), resume=True, launch=launch)
-        return 0
+        return train(None, Path(args.out), resume=True, launch=launch, signals=signals)
     name = args.recipe or "sample"
     config = get_recipe(name, smoke_run=args.smoke)
     flags = {"model": args.model, "data": args.data, "test_data": args.test_data, "epochs": args.epochs,
@@ -62,6 +72,5 @@ def run(args):
     config = apply_overrides(config, args.overrides)
     out = Path(args.out or f"runs/{name}{'-smoke' if args.smoke else ''}-{time.strftime('%Y%m%d-%H%M%S')}")
     print(f"layerkit train: recipe {name}, run directory {out}", file=sys.stderr)
-    train(config, out, launch=launch)
-    return 0
+    return train(config, out, launch=launch, signals=signals)
 

@@ -1,6 +1,5 @@
 """Callbacks that make a run leave a record and stop cleanly (checkpoints: `checkpoints.py`)."""
 
-import signal
 import sys
 import time
 
@@ -60,40 +59,28 @@ class TensorBoardLogger(keras.callbacks.Callback):
 
 
 class GracefulStop(keras.callbacks.Callback):
-    """First Ctrl-C: finish the epoch, checkpoint, stop. Second Ctrl-C: stop at once
-    (the last completed epoch's checkpoint stays).
+    """Stops training at the end of the epoch in which a stop was requested
+    (`layerkit.training.stop.StopSignals`).
 
     With several JAX processes, the processes agree at every epoch end (one tiny all-gather):
     a signal that reached any of them stops all of them after the same epoch, so none is left
     waiting in a collective for the others.
     """
 
-    def __init__(self):
+    def __init__(self, signals):
         super().__init__()
-        self.requested = False
-        self._previous = None
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nlayerkit: stopping after this epoch (its checkpoint will be saved); "
-              "Ctrl-C again to stop now.", file=sys.stderr, flush=True)
-
-    def on_train_begin(self, logs=None):
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread
-            self._previous = None
+        self.signals = signals
+        self.stopped = False
 
     def on_epoch_end(self, epoch, logs=None):
         if self._any_process_requested():
             self.model.stop_training = True
+            self.stopped = True
 
     def _any_process_requested(self) -> bool:
         # Decide on the flags as gathered, never on a flag read after the gather: a signal
         # that lands while a process waits in it counts at the next epoch end, for all alike.
-        requested = self.requested
+        requested = self.signals.requested
         if keras.backend.backend() == "jax":
             import jax
 
@@ -106,7 +93,3 @@ class GracefulStop(keras.callbacks.Callback):
                           file=sys.stderr, flush=True)
                 return bool(np.asarray(flags).any())
         return requested
-
-    def on_train_end(self, logs=None):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)

@@ -24,6 +24,7 @@ from layerkit.training.callbacks import GracefulStop, RunLogger, TensorBoardLogg
 from layerkit.training.checkpoints import (Checkpoints, fault_point, read_state, repair,
                                            restore_seed_states)
 from layerkit.training.rundir import RunLock, atomic_write_text
+from layerkit.training.stop import StopSignals
 from layerkit.training import distribution as dist
 from layerkit.training.config import LAUNCH_KEYS, Config, validate
 from layerkit.training.data import EvenBatches, RunData, load_data
@@ -168,13 +169,17 @@ def _prepare(config: Config, workdir: Path, resume: bool, chief: bool = True):
     return config, None
 
 
-def train(config: Config | None, workdir, resume: bool = False, verbose=None, launch=None) -> dict:
+def train(config: Config | None, workdir, resume: bool = False, verbose=None, launch=None,
+          signals: StopSignals | None = None) -> dict:
     """Train `config` into `workdir`, or with `resume` continue the run there from its
     last checkpoint (its saved config is used; pass ``config=None``).
 
     `launch` sets the keys of this launch (devices, coordinator, num_processes, process_id,
-    init_timeout) over the config's, also on resume. Returns the results dict also written
-    to ``results.json`` (on process 0; the other processes return a short summary).
+    init_timeout) over the config's, also on resume. `signals`: the `StopSignals` that stop
+    the run (the CLI installs them first thing); by default they are installed here for the
+    duration of the call. Returns the results dict also written to ``results.json`` (on
+    process 0; the other processes return a short summary); ``{"stopped": True, ...}`` when
+    a signal stopped the run early.
     """
     workdir = Path(workdir)
     if not resume:
@@ -192,6 +197,8 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None, la
     if not resume:  # bad device or process settings fail before the run directory is made
         topology = dist.setup(config)
     lock = RunLock(workdir) if chief else None
+    own_signals = signals is None
+    signals = StopSignals().install() if own_signals else signals
     if resume and chief and not (workdir / "config.json").exists():
         raise RunError(f"--resume: {workdir} holds no run (no config.json); start one without --resume")
     try:
@@ -202,11 +209,13 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None, la
             if launch:
                 config = validate(Config.from_dict({**config.to_dict(), **launch}))
             topology = dist.setup(config)
-        results = _train(config, workdir, state, verbose, topology)
+        results = _train(config, workdir, state, verbose, topology, signals)
         if topology.peer_watch is not None:
             topology.peer_watch.done()
         return results
     finally:
+        if own_signals:
+            signals.restore()
         if lock:
             lock.release()
         keras.distribution.set_distribution(previous)
@@ -220,7 +229,7 @@ def _launch_process_id(config, launch) -> int:
                                 config.process_id if config else 0)[2]
 
 
-def _train(config: Config, workdir: Path, state, verbose, topology) -> dict:
+def _train(config: Config, workdir: Path, state, verbose, topology, signals) -> dict:
     chief = topology.is_chief
     if chief:
         atomic_write_text(workdir / "run.json", json.dumps(_versions(), indent=1))
@@ -249,6 +258,7 @@ def _train(config: Config, workdir: Path, state, verbose, topology) -> dict:
             print(f"layerkit: {config.model} on {config.data} ({len(data.train.labels)} train images, "
                   f"validation: {data.validation_name}); devices: {_versions()['devices']}{kept}", file=sys.stderr)
 
+        stop = GracefulStop(signals)
         checkpoints = (ChiefCheckpoints if topology.process_count > 1 else Checkpoints)(workdir)
         if state:
             checkpoints.restore(state)
@@ -260,10 +270,10 @@ def _train(config: Config, workdir: Path, state, verbose, topology) -> dict:
                 keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
                 TensorBoardLogger(workdir / "tensorboard"),
                 checkpoints,
-                GracefulStop(),
+                stop,
             ]
         else:  # the record is process 0's; every process stops on Ctrl-C at the same epoch end
-            callbacks = [keras.callbacks.TerminateOnNaN(), GracefulStop()]
+            callbacks = [keras.callbacks.TerminateOnNaN(), stop]
         if config.ema:
             callbacks.insert(1, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
         data.train.set_epoch(initial_epoch)
@@ -282,7 +292,7 @@ def _train(config: Config, workdir: Path, state, verbose, topology) -> dict:
         if not chief:
             data.train.close()
             return {"process_index": topology.process_index, "epochs": config.epochs,
-                    "train_seconds_this_session": round(train_seconds, 1)}
+                    "train_seconds_this_session": round(train_seconds, 1), "stopped": stop.stopped}
         done = (read_state(workdir) or {}).get("epochs_completed", 0)
         if done < config.epochs:
             print(f"layerkit: stopped after epoch {done} of {config.epochs}; continue with "

@@ -1,0 +1,68 @@
+"""Stops that stop: the first SIGINT/SIGTERM ends the run at the epoch's end (exit 130), the
+second at once, even during start-up; the last checkpoint stays intact either way."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from layerkit.training.checkpoints import read_state
+
+OVERRIDES = ["epochs=200", "train_limit=256", "test_limit=32", "batch_size=32", "report=false"]
+
+
+def _start(out):
+    return subprocess.Popen([sys.executable, "-m", "layerkit.cli", "train", "--smoke", "--out", str(out),
+                             *OVERRIDES], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _wait_for_epoch(proc, out, epochs=1):
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        state = read_state(out)
+        if state and state["epochs_completed"] >= epochs:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"no epoch completed: {proc.poll()}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_one_signal_stops_after_the_epoch_with_status_130(tmp_path, sig):
+    out = tmp_path / "run"
+    proc = _start(out)
+    _wait_for_epoch(proc, out)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 130, err[-3000:]
+    assert "stopping after this epoch" in err and "stopped after epoch" in err and "--resume" in err
+    done = read_state(out)["epochs_completed"]
+    assert 1 <= done < 200 and not (out / "results.json").exists()
+
+
+def test_a_second_signal_stops_at_once_and_keeps_the_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    proc = _start(out)
+    _wait_for_epoch(proc, out)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=600)
+    assert proc.returncode == -signal.SIGINT  # ended by the signal (the shell shows 130)
+    assert time.monotonic() - sent < 10
+    assert read_state(out)["epochs_completed"] >= 1  # the committed epoch stays readable
+
+
+def test_two_signals_during_start_up_end_the_process_cleanly(tmp_path):
+    out = tmp_path / "run"
+    proc = _start(out)
+    time.sleep(4)  # the CLI is importing, loading data or compiling
+    proc.send_signal(signal.SIGINT)
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=600)
+    assert proc.returncode in (-signal.SIGINT, 130), proc.returncode  # never a segfault (-11)
