@@ -9,7 +9,8 @@ from layerkit.data.decode import decode_image, fit_to
 from layerkit.training.checkpoints import checkpoint_file
 from layerkit.training.config import Config
 from layerkit.training.data import load_data
-from layerkit.training.run import RunError, load_checkpoint, predict_probabilities, scores
+from layerkit.saving import load_model as load_checkpoint
+from layerkit.training.run import RunError, predict_probabilities, scores
 
 
 def _open(run_dir, weights):

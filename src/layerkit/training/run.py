@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from layerkit import augment, models
+from layerkit.saving import load_model as load_checkpoint
 from layerkit.training import report as reporting
 from layerkit.training.callbacks import GracefulStop, RunLogger, TensorBoardLogger
 from layerkit.training.checkpoints import (Checkpoints, fault_point, read_state, repair,
@@ -107,10 +108,6 @@ def compile_model(model, config: Config, steps_per_epoch: int):
                   loss=SparseCategoricalCrossentropy(label_smoothing=config.label_smoothing),
                   metrics=["accuracy"], jit_compile=True)
     return schedule
-
-
-def load_checkpoint(path) -> keras.Model:
-    return keras.saving.load_model(path, safe_mode=True)
 
 
 # === Run directory ===

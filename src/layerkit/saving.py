@@ -1,0 +1,73 @@
+"""`load_model(path)`: load a `.keras` file (a run's checkpoint or any saved model) safely.
+
+Every layerkit class is registered (see `layerkit._registration`), Keras's ``safe_mode`` is on
+(no lambdas, no arbitrary code), and each object the file's config names is checked first:
+a class that is neither Keras's own nor registered gives a `ValueError` naming it and the file,
+instead of Keras's ``TypeError`` deep in deserialisation.
+"""
+
+import json
+import zipfile
+from pathlib import Path
+
+import keras
+
+from layerkit import _registration
+
+# Objects serialised without a module (tuples, numpy arrays, ...) and Keras's own functions.
+_KERAS_MODULES = ("keras",)
+
+
+def load_model(path, compile: bool = True) -> keras.Model:
+    """The model saved in `path` (a ``.keras`` zip), with ``safe_mode=True``.
+
+    Raises `FileNotFoundError` when `path` does not exist and `ValueError` (naming `path`)
+    when it is not a ``.keras`` zip, names a class that is not registered or not allowed,
+    or cannot be deserialised.
+    """
+    _registration.register()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No model file at {path}")
+    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a .keras model file (the zip archive `model.save` writes)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (KeyError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is not a .keras model file: no readable config.json ({err})") from err
+    for name in _unknown_objects(config):
+        raise ValueError(
+            f"{path} names {name}, which is neither a Keras class nor a registered (layerkit) one; "
+            "refusing to load it (only registered classes are loaded, with safe_mode=True)")
+    try:
+        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except (TypeError, ValueError, KeyError) as err:
+        raise ValueError(f"Cannot load {path}: {_innermost(err)}") from err
+
+
+def _unknown_objects(config):
+    """Each object in a saved config whose class Keras would have to import from elsewhere."""
+    if isinstance(config, list):
+        for item in config:
+            yield from _unknown_objects(item)
+        return
+    if not isinstance(config, dict):
+        return
+    if "class_name" in config and "module" in config:
+        module = config.get("module") or ""
+        registered, what = config.get("registered_name"), config["class_name"]
+        if what == "function" and isinstance(config.get("config"), str):
+            registered = what = config["config"]
+        known = module.split(".")[0] in _KERAS_MODULES or (
+            registered and keras.saving.get_registered_object(registered) is not None)
+        if not known:
+            yield f"'{module}.{what}'" if module else f"'{what}'"
+    for value in config.values():
+        yield from _unknown_objects(value)
+
+
+def _innermost(err: BaseException) -> str:
+    while err.__cause__ is not None or err.__context__ is not None:
+        err = err.__cause__ or err.__context__
+    return f"{type(err).__name__}: {err}"
