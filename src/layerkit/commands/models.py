@@ -1,10 +1,15 @@
-"""`layerkit models [NAME]`: list the zoo, or summarise one model."""
+"""`layerkit models [NAME]`: list the zoo, or summarise one model.
+
+The list's parameter counts come from `layerkit.models._parameters` (written by
+``tools/make_model_table.py``), so listing builds no model unless the shape or classes change.
+"""
 
 
 def add_parser(subparsers):
     p = subparsers.add_parser("models", help="list the model zoo, or print one model's summary")
     p.add_argument("name", nargs="?", help="a model name, e.g. wrn-40-2 (omit to list all)")
-    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="listing with this (or --input-shape) builds every model: minutes")
     p.add_argument("--input-shape", default=None, help="HxWxC, e.g. 32x32x3")
     p.set_defaults(func=run)
 
@@ -31,9 +36,15 @@ def run(args):
         model = models.create(args.name, **overrides)
         model.summary()
         return 0
-    print(f"{'name':<20} {'parameters':>12}  description")
+    from layerkit.models._parameters import PARAMETERS
+
+    print(f"{'name':<18} {'family':<28} {'input':<11} {'parameters':>12}  description")
     for name in models.names():
-        model = models.create(name, **overrides)
-        print(f"{name:<20} {model.count_params():>12,}  {models.describe(name)}")
+        shape, _, count = PARAMETERS.get(name, (None, None, None))
+        if overrides or count is None:  # the table holds the builders' defaults only
+            model = models.create(name, **overrides)
+            shape, count = model.input_shape[1:], model.count_params()
+        print(f"{name:<18} {models.family(name):<28} {'x'.join(map(str, shape)):<11} {count:>12,}  "
+              f"{models.describe(name)}")
     print("patterns: " + ", ".join(p for p in models.patterns() if "{" in p))
     return 0

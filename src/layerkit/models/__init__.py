@@ -5,10 +5,10 @@
     >>> layerkit.models.names()  # every listed name
 """
 
-from layerkit.models.registry import create, describe, names, patterns, register
+from layerkit.models.registry import create, defaults, describe, family, names, patterns, register
 
 # Importing a family's module registers it.
 from layerkit.models import resnet, revnet  # noqa: F401,E402
 from layerkit.models import alphazero, baselines, squeezenet, vgg, wide_resnet, xception  # noqa: F401,E402
 
-__all__ = ["create", "describe", "names", "patterns", "register"]
+__all__ = ["create", "defaults", "describe", "family", "names", "patterns", "register"]

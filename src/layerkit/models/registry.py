@@ -87,6 +87,18 @@ def describe(name: str) -> str:
     return _find(name)[0].summary
 
 
+def family(name: str) -> str:
+    """The name pattern of the family `name` belongs to, e.g. ``wrn-{depth}-{width}``."""
+    return _find(name)[0].pattern
+
+
+def defaults(name: str) -> dict:
+    """The builder's default ``input_shape`` and ``num_classes`` (those it has) for `name`."""
+    params = inspect.signature(_find(name)[0].builder).parameters
+    return {k: params[k].default for k in ("input_shape", "num_classes")
+            if k in params and params[k].default is not inspect.Parameter.empty}
+
+
 def create(name: str, **overrides) -> keras.Model:
     """Build the model `name` (any listed name or any name matching a pattern).
 
