@@ -64,7 +64,7 @@ def _save_recipe_models(out: Path) -> dict:
         config = recipes.get(name, smoke_run=True)
         shape = (config.image_size or 32, config.image_size or 32, 3)
         pipe = FakePipe(shape)
-        data = RunData(pipe, pipe, pipe, tuple(f"c{i}" for i in range(10)), shape, "test")
+        data = RunData(pipe, pipe, pipe, tuple(f"c{i}" for i in range(10)), shape, "validation", {})
         keras.utils.clear_session()
         keras.utils.set_random_seed(0)
         with precision(config.precision):
