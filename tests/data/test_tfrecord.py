@@ -294,8 +294,25 @@ def test_index_disagreeing_with_shard_is_a_record_error(tmp_path):
     ipath = index_path(path)
     with open(ipath, "wb") as f:
         np.save(f, np.array([0, 36, 62], np.int64))  # record 0 claimed 20 bytes, it holds 10
-    with pytest.raises(RecordError, match="record 0, byte offset 0: length field says 10 payload bytes but the index gives the record 20"):
+    with pytest.raises(RecordError, match=r"record 0, byte offset 0: the index a.tfrecord.index is stale: .*"
+                                          r"first difference at record 1: byte offset 36 in the index, 26 in the shard"):
         ShardReader(path).read(0)
+    path.write_bytes(path.read_bytes()[:26] + b"\0" * 36)  # corrupt, not rewritten: no scan agrees either
+    with pytest.raises(RecordError, match="record 1, byte offset 36: length field fails its CRC"):
+        ShardReader(path).read(1)
+
+
+def test_a_same_size_rewrite_is_called_a_stale_index_not_a_truncated_shard(tmp_path):
+    path = write_shard(tmp_path / "a.tfrecord", [b"a" * 10, b"b" * 30])
+    stale = index_path(path).read_bytes()
+    write_shard(path, [b"c" * 30, b"d" * 10])  # the same size, other framing
+    index_path(path).write_bytes(stale)
+    with ShardReader(path) as r:
+        assert r.index_source == "index"
+        for i in (0, 1):
+            with pytest.raises(RecordError, match=rf"record {i}, byte offset \d+: the index a.tfrecord.index is stale") as err:
+                r.read(i)
+            assert "truncated" not in str(err.value)
 
 
 def test_not_a_shard(tmp_path):

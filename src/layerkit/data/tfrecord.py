@@ -17,7 +17,9 @@ naming the shard, the record and its byte offset.
 
 import io
 import os
+import re
 import secrets
+import stat
 import struct
 import threading
 import warnings
@@ -126,7 +128,10 @@ def parse_header(header: bytes, offset: int, size: int, max_record_bytes: int, p
 def decode_record(frame, path=None, index=None, offset=None, max_record_bytes=MAX_RECORD_BYTES) -> bytes:
     """Check one whole framed record (header, payload, footer) and return its payload."""
     frame = memoryview(frame)
-    length = parse_header(bytes(frame[:HEADER_BYTES]), 0, len(frame), max_record_bytes, path, index)
+    try:
+        length = parse_header(bytes(frame[:HEADER_BYTES]), 0, len(frame), max_record_bytes, path, index)
+    except RecordError as err:  # parse_header saw offset 0 of the frame: name the record's own
+        raise RecordError(err.reason, path, index, offset) from None
     if HEADER_BYTES + length + FOOTER_BYTES != len(frame):
         raise RecordError(
             f"length field says {length} payload bytes but the index gives the record "
@@ -198,15 +203,45 @@ def _npy_int64(data: bytes) -> np.ndarray:
     return np.frombuffer(body, "<i8").astype(np.int64)
 
 
+def read_regular(path, limit: int | None = None, what: str = "file") -> bytes:
+    """The bytes of `path` (at most ``limit + 1`` of them), which must be a regular file.
+
+    Opened non-blocking and checked with fstat before any read, so a FIFO, a device or a
+    folder in its place is refused (`RecordError` naming it) instead of hanging or raising
+    `IsADirectoryError`. A missing file raises `FileNotFoundError`.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except IsADirectoryError:
+        raise RecordError(f"expected a {what}, found a folder", path) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+            raise RecordError(f"expected a {what} (a regular file), found {kind}", path)
+        chunks, got = [], 0
+        while limit is None or got <= limit:
+            chunk = os.read(fd, 1 << 20 if limit is None else min(1 << 20, limit + 1 - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_npy_int64(path, limit: int, what: str) -> tuple[np.ndarray | None, str | None]:
     """(array, None) from a side file of at most `limit` bytes holding a 1-D int64 `.npy`, or
-    (None, why not). Reads at most limit + 1 bytes, whatever the file claims."""
+    (None, why not). Reads at most limit + 1 bytes, whatever the file claims; a FIFO or other
+    non-regular file in its place is never opened for reading (no hang)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
+        data = read_regular(path, limit, what)
         if len(data) > limit:
             return None, f"{path} is larger than {what} can be"
         return _npy_int64(data), None
+    except RecordError as err:
+        return None, str(err)
     except Exception as err:  # noqa: BLE001 - any unreadable side file is rebuilt from the shard
         return None, f"{path} is not an .npy array: {type(err).__name__}: {err}"
 
@@ -214,7 +249,7 @@ def read_npy_int64(path, limit: int, what: str) -> tuple[np.ndarray | None, str 
 def load_index(path, size: int) -> tuple[np.ndarray | None, str | None]:
     """(offsets, None) from a shard's index file, or (None, why not) if absent or invalid."""
     ipath = index_path(path)
-    if not ipath.exists():
+    if not os.path.lexists(ipath):
         return None, "no index"
     limit = 8 * (size // FRAME_BYTES + 2) + 4096  # n + 1 int64 offsets and an .npy header
     offsets, why = read_npy_int64(ipath, limit, f"an index of a {size}-byte shard")
@@ -224,15 +259,51 @@ def load_index(path, size: int) -> tuple[np.ndarray | None, str | None]:
     return (None, f"{ipath}: {problem}") if problem else (offsets, None)
 
 
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{12}\.tmp$")
+
+
 def _open_temp(path: Path) -> tuple[int, str]:
-    """A new hidden file beside `path` (mode 0o666 less the umask, unlike mkstemp's 0o600)."""
+    """A new hidden file ``.NAME.PID-RANDOM.tmp`` beside `path` (mode 0o666 less the umask,
+    unlike mkstemp's 0o600); the writer's pid lets `remove_stale_temps` tell its leftovers."""
     for _ in range(100):
-        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        tmp = str(path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(6)}.tmp")
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
         except FileExistsError:
             continue
     raise FileExistsError(f"cannot create a temporary file beside {path}")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's process, or cannot tell: leave its files alone
+    return True
+
+
+def remove_stale_temps(folder) -> list[Path]:
+    """Delete the temporary files a killed writer left in `folder`; return their paths.
+
+    Only files named as `_open_temp` names them (``.NAME.PID-RANDOM.tmp``) whose writer's
+    process no longer exists on this machine are removed, so a writer still running (this
+    process or another) keeps its files. A writer on another machine sharing the folder is
+    not seen: do not write into one folder from two machines at once.
+    """
+    removed = []
+    for p in Path(folder).iterdir():
+        m = _TEMP_NAME.match(p.name)
+        if m and not _pid_alive(int(m["pid"])) and p.is_file():
+            try:
+                p.unlink()
+                removed.append(p)
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -287,6 +358,11 @@ class ShardWriter:
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Byte offsets of the records written so far, plus the end (int64, n + 1)."""
+        return np.asarray(self._offsets, np.int64)
 
     def write(self, payload) -> int:
         """Append one record; return its index in the shard."""
@@ -379,11 +455,17 @@ class ShardReader:
     def __init__(self, path, max_record_bytes=MAX_RECORD_BYTES):
         self.path = Path(path)
         self.max_record_bytes = _check_max(max_record_bytes)
-        if not self.path.is_file():
+        if not os.path.lexists(self.path):
             raise FileNotFoundError(f"shard {self.path} does not exist")
-        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        if not self.path.is_file():  # a folder, FIFO or device: never opened (a FIFO would block)
+            raise RecordError("expected a shard (a regular file), found something else", self.path)
+        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
+        self._stale = None  # why the index is stale, once a read found out
         try:
-            self.size = os.fstat(self._fd).st_size
+            st = os.fstat(self._fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise RecordError("expected a shard (a regular file), found something else", self.path)
+            self.size = st.st_size
             offsets, why = load_index(self.path, self.size)
             if offsets is None:
                 if why != "no index":
@@ -413,7 +495,38 @@ class ShardReader:
         return int(i) % n
 
     def _decode(self, frame, i) -> bytes:
-        return decode_record(frame, self.path, i, int(self.offsets[i]), self.max_record_bytes)
+        try:
+            return decode_record(frame, self.path, i, int(self.offsets[i]), self.max_record_bytes)
+        except RecordError as err:
+            if self.index_source == "index":
+                why = self._stale_index()
+                if why:
+                    raise RecordError(why, self.path, i, int(self.offsets[i])) from err
+            raise
+
+    def _stale_index(self) -> str | None:
+        """Why the index file no longer describes the shard (a scan of the headers finds other
+        offsets), or None if it does or the shard does not scan either (then it is corrupt)."""
+        if self._stale is None:
+            try:
+                scanned = scan_offsets(self.path, self.max_record_bytes)
+            except (RecordError, OSError):
+                self._stale = ""
+            else:
+                if len(scanned) == len(self.offsets) and (scanned == self.offsets).all():
+                    self._stale = ""
+                else:
+                    m = min(len(scanned), len(self.offsets))
+                    k = int(np.argmax(scanned[:m] != self.offsets[:m])) if (scanned[:m] != self.offsets[:m]).any() else m - 1
+                    self._stale = (
+                        f"the index {index_path(self.path).name} is stale: it gives {len(self.offsets) - 1} "
+                        f"records, the shard's headers give {len(scanned) - 1} (first difference at record {k}: "
+                        f"byte offset {int(self.offsets[k]) if k < len(self.offsets) else '-'} in the index, "
+                        f"{int(scanned[k]) if k < len(scanned) else '-'} in the shard). The shard was rewritten "
+                        "after its index was: delete the index (the shard is then scanned) or run "
+                        "`layerkit records index`"
+                    )
+        return self._stale or None
 
     def read(self, i) -> bytes:
         """Payload of record `i`, its CRCs checked."""
