@@ -5,7 +5,7 @@ import pytest
 
 from layerkit.data import tfrecord
 from layerkit.data.example import encode_image_example, image_example_fields
-from layerkit.data.record_labels import labels_path, load_labels
+from layerkit.data.record_labels import TRAILER, labels_path, load_labels, write_labels
 from layerkit.data.records import verify_records, write_records
 from layerkit.data.sources import TFRecordSource
 from layerkit.data.tfrecord import RecordError, ShardReader, Shards, ShardWriter
@@ -90,9 +90,78 @@ def test_rows_pointing_outside_a_record_or_out_of_range_are_refused(written):
             f"{labels_path(shard)} holds labels out of range for {int(rows[:, 0].max())} classes")
         bad = rows.copy()
         bad[3, 2] += 10_000
-        np.save(labels_path(shard), bad.reshape(-1).astype("<i8"), allow_pickle=False)
-        labels_path(shard).with_name(labels_path(shard).name + ".npy").replace(labels_path(shard))
+        write_labels(shard, bad, reader.offsets)  # a valid checksum over a bad row
         assert "outside their records" in load_labels(reader, 10)[1]
+
+
+def edit_rows(shard, edit):
+    """Change the rows of `shard`'s labels file in place, its trailer (checksum) left as it was."""
+    path = labels_path(shard)
+    flat = np.load(path)
+    rows = flat[: -TRAILER].reshape(-1, 4).copy()
+    edit(rows)
+    np.save(path.with_name(path.name + ".npy"), np.concatenate([rows.reshape(-1), flat[-TRAILER:]]), allow_pickle=False)
+    path.with_name(path.name + ".npy").replace(path)
+
+
+@pytest.mark.parametrize("column", [0, 1, 2, 3])
+def test_an_edited_row_fails_the_checksum_and_the_shard_is_scanned(written, column):
+    truth = TFRecordSource(written).labels.copy()
+    shard = sorted(written.glob("*.tfrecord"))[1]
+    edit_rows(shard, lambda rows: rows.__setitem__((7, column), (rows[7, column] + 1) % 10 if column == 0 else rows[7, column] - 1))
+    with pytest.warns(UserWarning, match="fails its checksum"):
+        source = TFRecordSource(written)
+    assert source.labels_source == ["labels file", "scan", "labels file"]
+    np.testing.assert_array_equal(source.labels, truth)  # the labels used at opening are right
+    with pytest.raises(RecordError, match="invalid labels file: .*fails its checksum"):
+        verify_records(written)
+
+
+def test_a_labels_file_of_another_shard_of_the_same_size_is_refused(written):
+    a, _, b = sorted(written.glob("*.tfrecord"))  # 333 records each
+    labels_path(a).write_bytes(labels_path(b).read_bytes())
+    with pytest.warns(UserWarning, match="was written for a shard of|fails its checksum"):
+        TFRecordSource(written)
+
+
+def test_labels_files_without_a_checksum_are_rescanned(written):
+    shard = sorted(written.glob("*.tfrecord"))[0]
+    path = labels_path(shard)
+    np.save(path.with_name(path.name + ".npy"), np.load(path)[:-TRAILER], allow_pickle=False)
+    path.with_name(path.name + ".npy").replace(path)
+    with pytest.warns(UserWarning, match="has no checksum"):
+        assert TFRecordSource(written).labels_source[0] == "scan"
+
+
+@pytest.mark.parametrize("column, message", [
+    (0, r"record 7, byte offset \d+: the record's label is (\d), records-00000-of-00003.tfrecord.labels says (?!\1)\d"),
+    (1, r"record 7, byte offset \d+: .*labels places the image at bytes \d+\.\.\d+ of the payload; the record's \d+-byte image lies at"),
+    (2, r"record 7, byte offset \d+: .*labels places the image at bytes"),
+])
+def test_a_forged_row_with_a_valid_checksum_is_caught_at_the_read_never_served(written, column, message):
+    """Even a labels file rewritten with a matching checksum is no authority: each read parses
+    the record and compares label and image extent with the row."""
+    from layerkit.data.pipeline import Pipeline
+
+    shard = sorted(written.glob("*.tfrecord"))[0]
+    with ShardReader(shard) as reader:
+        rows, _ = load_labels(reader, 10)
+        rows = rows.copy()
+        if column == 0:  # swap two labels: dataset.json's class counts still agree
+            k = int(np.flatnonzero(rows[:, 0] != rows[7, 0])[0])
+            rows[[7, k], 0] = rows[[k, 7], 0]
+        else:
+            rows[7, column] -= 1
+        write_labels(shard, rows, reader.offsets)
+    source = TFRecordSource(written)
+    assert source.labels_source[0] == "labels file"
+    source.encoded_many([8, 9])
+    with pytest.raises(RecordError, match=message):
+        source.encoded_many([7])
+    with pytest.raises(RecordError, match=r"records-00000-of-00003.tfrecord, record \d+, .*the labels file is wrong"):
+        list(Pipeline(source, batch_size=50, shuffle=False, cache_decoded=False, prefetch=0))
+    with pytest.raises(RecordError, match=["label", "image start", "image size"][column] + r" column: the record has"):
+        verify_records(written)
 
 
 def test_shards_return_the_stored_crc_with_each_payload(written):

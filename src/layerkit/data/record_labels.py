@@ -1,22 +1,34 @@
 """A labels file beside each TFRecord shard, so that opening a data set reads no records.
 
-``NAME.tfrecord.labels`` is a flat ``.npy`` int64 array, 4 numbers a record: its label, where
+``NAME.tfrecord.labels`` is a flat ``.npy`` int64 array: 4 numbers a record (its label, where
 its image bytes start in the payload, how many there are, and the record's masked CRC-32C as
-stored in its frame. `write_records` writes one per shard. `TFRecordSource` takes the labels
-from it instead of parsing every record at opening, and checks each record it reads later
-against the stored CRC, so a labels file that no longer belongs to its shard (the shard was
-rewritten in another order, say) is reported at the first read, never paired with the wrong
-images. A missing or malformed file only means the shard is scanned as before.
+stored in its frame), then a 4-number trailer: `MAGIC`, the record count, the shard's size in
+bytes and a CRC-32C over the rows and the shard's record offsets. `write_records` and
+`index_records` write one per shard.
+
+`TFRecordSource` takes the labels from it instead of parsing every record at opening. The file
+is trusted only as far as it can be checked without reading records: its trailer must match the
+shard (size, record count, offsets) and its own rows (checksum), so an edited row, a truncated
+file or a file left beside a rewritten shard is refused at opening (a warning; the shard is then
+scanned) and the labels used before any read (class counts, sampling) are never silently wrong.
+Every record read later is still checked against the record itself: its CRC against the row's,
+and its parsed label and image bytes against the row's label and extent (`check_row`), so a row
+is never served on trust. Labels files without the trailer (older layerkit) are rescanned.
 """
 
+import os
+import struct
 from pathlib import Path
 
 import numpy as np
 
 from layerkit.data.example import DEFAULT_KEYS, parse_image_example
-from layerkit.data.tfrecord import FRAME_BYTES, LABELS_SUFFIX, RecordError, _atomic_write, read_npy_int64
+from layerkit.data.tfrecord import FRAME_BYTES, LABELS_SUFFIX, RecordError, _atomic_write, crc32c, read_npy_int64
 
 COLUMNS = 4  # label, image start, image size, masked CRC
+COLUMN_NAMES = ("label", "image start", "image size", "CRC")
+MAGIC = 0x6C6B6C6231  # "lklb1": the trailer of a labels file with its checksum
+TRAILER = 4  # MAGIC, records, shard bytes, checksum
 
 
 def labels_path(shard) -> Path:
@@ -40,24 +52,53 @@ def scan_labels(reader, keys=DEFAULT_KEYS) -> np.ndarray:
     return rows
 
 
-def write_labels(shard, rows) -> None:
-    flat = np.asarray(rows, dtype="<i8").reshape(-1)
+def checksum(rows, offsets) -> int:
+    """CRC-32C over the rows and the shard's record offsets (both as little-endian int64)."""
+    rows = np.ascontiguousarray(rows, dtype="<i8")
+    offsets = np.ascontiguousarray(offsets, dtype="<i8")
+    return crc32c(rows.tobytes() + offsets.tobytes() + struct.pack("<q", len(rows)))
+
+
+def write_labels(shard, rows, offsets) -> None:
+    """Write `shard`'s labels file: `rows` (n, 4) and the trailer binding them to the shard's
+    `offsets` (n + 1, the last one its size)."""
+    rows = np.asarray(rows, dtype="<i8").reshape(-1, COLUMNS)
+    offsets = np.asarray(offsets, dtype="<i8")
+    if len(offsets) != len(rows) + 1:
+        raise ValueError(f"{shard}: {len(rows)} label rows for {len(offsets) - 1} records")
+    trailer = np.asarray([MAGIC, len(rows), offsets[-1], checksum(rows, offsets)], "<i8")
+    flat = np.concatenate([rows.reshape(-1), trailer])
     _atomic_write(labels_path(shard), lambda f: np.save(f, flat, allow_pickle=False))
 
 
 def load_labels(reader, num_classes: int | None = None):
-    """(rows, None) from the labels file of `reader`'s shard, or (None, why not)."""
+    """(rows, None) from the labels file of `reader`'s shard, or (None, why not).
+
+    The file must fit the shard (record count, size, offsets) and its checksum its rows."""
     path = labels_path(reader.path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None, "no labels file"
     n = len(reader)
-    limit = 256 + n * COLUMNS * 8  # an .npy header and the array; anything longer is not ours
+    expected = n * COLUMNS + TRAILER
+    limit = 256 + expected * 8  # an .npy header and the array; anything longer is not ours
     flat, why = read_npy_int64(path, limit, f"the labels of {n} records")
     if flat is None:
         return None, why
-    if flat.shape != (n * COLUMNS,):
-        return None, f"{path} holds {len(flat)} numbers, expected {n * COLUMNS} for the shard's {n} records"
-    rows = flat.reshape(n, COLUMNS)
+    if flat.shape == (n * COLUMNS,):
+        return None, f"{path} has no checksum (written by an older layerkit); run `layerkit records index` to rewrite it"
+    if flat.shape != (expected,):
+        return None, f"{path} holds {len(flat)} numbers, expected {expected} for the shard's {n} records"
+    rows, trailer = flat[: n * COLUMNS].reshape(n, COLUMNS), flat[n * COLUMNS :]
+    magic, count, size, stored = (int(v) for v in trailer)
+    if magic != MAGIC:
+        return None, f"{path} has no valid trailer (found {magic:#x} where {MAGIC:#x} was expected)"
+    if (count, size) != (n, reader.size):
+        return None, (f"{path} was written for a shard of {count} records and {size} bytes; the shard has "
+                      f"{n} records and {reader.size} bytes (the shard changed after its labels file)")
+    computed = checksum(rows, reader.offsets)
+    if stored != computed:
+        return None, (f"{path} fails its checksum (stored {stored:#010x}, computed {computed:#010x}): "
+                      "its rows were edited or the shard's records moved after it was written")
     payload = np.diff(reader.offsets) - FRAME_BYTES
     label, start, size, crc = rows.T
     if (start < 0).any() or (size < 0).any() or (start + size > payload).any():
@@ -67,3 +108,30 @@ def load_labels(reader, num_classes: int | None = None):
     if (label < 0).any() or (num_classes is not None and (label >= num_classes).any()):
         return None, f"{path} holds labels out of range for {num_classes} classes"
     return rows, None
+
+
+def check_row(row, payload, crc, path, index, offset, keys=DEFAULT_KEYS) -> bytes:
+    """The image bytes of `payload` (record `index` of shard `path`, its stored CRC `crc`), once
+    the record is checked against its labels-file `row` (label, image start, image size, CRC;
+    a CRC of -1 is not checked): any difference raises `RecordError` naming the column and both
+    values."""
+    label, start, size, want_crc = (int(v) for v in row)
+    name = labels_path(path).name
+    if want_crc >= 0 and crc != want_crc:
+        raise RecordError(
+            f"the record does not match {name} (its CRC is {crc:#010x}, the labels file says "
+            f"{want_crc:#010x}): the shard changed after its labels file was written. Delete the "
+            "labels file (the shard is then scanned when opened) or write the records again", path, index, offset)
+    try:
+        encoded, got = parse_image_example(payload, keys)
+    except ValueError as err:
+        raise RecordError(str(err), path, index, offset) from err
+    if got != label:
+        raise RecordError(f"the record's label is {got}, {name} says {label}: the labels file is wrong", path, index, offset)
+    if payload[start : start + size] != encoded:
+        where = payload.find(encoded)
+        raise RecordError(
+            f"{name} places the image at bytes {start}..{start + size} of the payload; the record's "
+            f"{len(encoded)}-byte image lies at {where}..{where + len(encoded)}: the labels file is wrong",
+            path, index, offset)
+    return encoded

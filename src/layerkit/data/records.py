@@ -28,7 +28,7 @@ from layerkit.data.example import (
     image_fields,
     parse_example,
 )
-from layerkit.data.record_labels import labels_path, load_labels, scan_labels, write_labels
+from layerkit.data.record_labels import COLUMN_NAMES, labels_path, load_labels, scan_labels, write_labels
 from layerkit.data.record_sources import image_format, open_source
 from layerkit.data.tfrecord import (
     INDEX_SUFFIX,
@@ -40,9 +40,12 @@ from layerkit.data.tfrecord import (
     _atomic_write,
     index_path,
     masked_crc32c,
+    read_regular,
+    remove_stale_temps,
 )
 
 DATASET_FILE = "dataset.json"
+MAX_DATASET_JSON_BYTES = 64 * 1024 * 1024  # a folder of a million shards stays below this
 FORMAT = "layerkit-records/1"
 CHUNK = 256  # images prepared per batch of threads
 
@@ -122,6 +125,9 @@ def write_records(
     shuffled with `seed` and split into shards whose sizes differ by at most one.
     Every image must decode and every label lie in range, else a `ValueError`
     names the image.
+
+    Temporary files that an earlier, killed writer left in `out_dir`
+    (``.NAME.PID-RANDOM.tmp`` whose process no longer exists) are deleted first.
     """
     if not isinstance(shards, int) or isinstance(shards, bool) or shards < 1:
         raise ValueError(f"shards must be a positive int, got {shards!r}")
@@ -133,6 +139,7 @@ def write_records(
         raise ValueError(f"shards={shards} exceeds the {n} images of {source.name}; use at most {n}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)  # what a killed writer left (its pid is gone); see remove_stale_temps
     _clear_old(out, overwrite)
 
     order = np.random.default_rng(seed).permutation(n)
@@ -156,7 +163,7 @@ def write_records(
                             sizes[f"{h}x{w}"] += 1
                         bar.update(bounds[k] + lo + len(part[lo : lo + CHUNK]))
                 shard_list.append({"file": path.name, "records": len(part), "bytes": path.stat().st_size})
-                write_labels(path, rows)
+                write_labels(path, rows, writer.offsets)
     except BaseException:
         for s in shard_list:  # no partial data set: drop the shards this call finished
             for p in (out / s["file"], index_path(out / s["file"]), labels_path(out / s["file"])):
@@ -194,8 +201,9 @@ def index_records(folder, keys: ImageKeys | None = None, progress: bool | None =
     from layerkit.data.tfrecord import shard_paths, write_index
 
     folder = Path(folder)
+    remove_stale_temps(folder)
     listed = []
-    if (folder / DATASET_FILE).exists():
+    if os.path.lexists(folder / DATASET_FILE):
         info = load_dataset_info(folder)
         keys = keys or info["image_keys"]
         listed = [folder / s["file"] for s in info["shards"]]
@@ -212,7 +220,7 @@ def index_records(folder, keys: ImageKeys | None = None, progress: bool | None =
                 write_index(path, np.array(reader.offsets))
                 indexes += 1
             rows = scan_labels(reader, keys)
-            write_labels(path, rows)
+            write_labels(path, rows, reader.offsets)
             n += len(rows)
         bar.update(k + 1)
     bar.close()
@@ -222,46 +230,109 @@ def index_records(folder, keys: ImageKeys | None = None, progress: bool | None =
 # === Reading back ===
 
 
+REQUIRED_FIELDS = ("classes", "shards", "keys", "records")
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def check_dataset_info(info, path, required=REQUIRED_FIELDS) -> dict:
+    """`info` (parsed from the dataset.json at `path`) with every field it has checked and
+    ``image_keys`` added; a missing `required` field or a malformed one raises `RecordError`
+    naming the file, the field, what it holds and what was expected."""
+
+    def bad(field, expected, value):
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return RecordError(f"field {field!r} must be {expected}. Received: {shown}", path)
+
+    if not isinstance(info, dict):
+        raise RecordError(f"expected a JSON object, got {type(info).__name__}", path)
+    missing = [f for f in required if f not in info]
+    if missing:
+        raise RecordError(f"missing fields {missing}", path)
+    if "classes" in info:
+        classes = info["classes"]
+        if (not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes)
+                or len(set(classes)) != len(classes)):
+            raise bad("classes", "a non-empty list of distinct class names (strings)", classes)
+    keys = info.get("keys", {})
+    if not isinstance(keys, dict):
+        raise bad("keys", "an object of feature names (encoded, label, format, height, width)", keys)
+    try:
+        info["image_keys"] = ImageKeys(**keys)
+    except (TypeError, ValueError) as err:
+        raise bad("keys", f"feature names accepted by ImageKeys ({err})", keys) from None
+    if "shards" in info:
+        shards = info["shards"]
+        if not isinstance(shards, list) or not shards:
+            raise bad("shards", "a non-empty list of {\"file\": name, \"records\": count}", shards)
+        for k, entry in enumerate(shards):
+            if not isinstance(entry, dict):
+                raise bad(f"shards[{k}]", "an object {\"file\": name, \"records\": count}", entry)
+            name = entry.get("file")
+            if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+                raise bad(f"shards[{k}].file", "a plain file name in the records folder", name)
+            if not _count(entry.get("records")):
+                raise bad(f"shards[{k}].records", "a record count (an int >= 0)", entry.get("records"))
+            if "bytes" in entry and not _count(entry["bytes"]):
+                raise bad(f"shards[{k}].bytes", "a size in bytes (an int >= 0)", entry["bytes"])
+        names = [entry["file"] for entry in shards]
+        if len(set(names)) != len(names):
+            raise bad("shards", "a list naming each shard file once", names)
+    if "records" in info:
+        if not _count(info["records"]):
+            raise bad("records", "a record count (an int >= 0)", info["records"])
+        if "shards" in info and info["records"] != sum(e["records"] for e in info["shards"]):
+            raise bad("records", f"the sum of the shards' counts, {sum(e['records'] for e in info['shards'])}",
+                      info["records"])
+    if "counts" in info:
+        counts = info["counts"]
+        if not isinstance(counts, dict) or not all(_count(v) for v in counts.values()):
+            raise bad("counts", "an object of class name: image count (an int >= 0)", counts)
+        unknown = set(counts) - set(info.get("classes", counts))
+        if unknown:
+            raise bad("counts", f"counts of the classes listed in 'classes' (unknown: {sorted(unknown)})", counts)
+        if "records" in info and sum(counts.values()) != info["records"]:
+            raise bad("counts", f"class counts summing to 'records' ({info['records']})", counts)
+    return info
+
+
+def read_dataset_info(path, required=REQUIRED_FIELDS) -> dict:
+    """dataset.json at `path` (a regular file), parsed and checked (`check_dataset_info`)."""
+    try:
+        text = read_regular(path, MAX_DATASET_JSON_BYTES, "dataset.json")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} not found: not a records folder written by write_records (or unfinished)") from None
+    if len(text) > MAX_DATASET_JSON_BYTES:
+        raise RecordError(f"larger than {MAX_DATASET_JSON_BYTES} bytes: not a dataset.json", path)
+    try:
+        info = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise RecordError(f"not valid JSON: {err}", path) from err
+    return check_dataset_info(info, path, required)
+
+
 def load_dataset_info(out_dir) -> dict:
     """dataset.json of a records folder, checked for the fields the readers need."""
-    path = Path(out_dir) / DATASET_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: not a records folder written by write_records (or unfinished)")
-    try:
-        info = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON: {err}") from err
-    if not isinstance(info, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(info).__name__}")
-    missing = {"classes", "shards", "keys", "records"} - set(info)
-    if missing:
-        raise ValueError(f"{path}: missing fields {sorted(missing)}")
-    try:
-        info["image_keys"] = ImageKeys(**info["keys"])
-        for s in info["shards"]:
-            s["file"], s["records"] = str(s["file"]), int(s["records"])
-    except (TypeError, KeyError, ValueError) as err:
-        raise ValueError(f"{path}: malformed 'keys' or 'shards': {err}") from err
-    for s in info["shards"]:
-        if Path(s["file"]).name != s["file"]:
-            raise ValueError(f"{path}: shard name {s['file']!r} must be a plain file name in {out_dir}")
-    return info
+    return read_dataset_info(Path(out_dir) / DATASET_FILE)
 
 
 def _records(out_dir, info):
     """Yield (reader, local index, payload) over every record, shard by shard, checking counts."""
     for s in info["shards"]:
         path = Path(out_dir) / s["file"]
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise RecordError(f"shard listed in {DATASET_FILE} is missing", path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # an invalid index is reported below, not warned about
             reader = ShardReader(path)
         with reader:
-            if reader.index_source != "index":
-                raise RecordError(f"no valid index, the shard had to be scanned: {reader.index_source}", path)
             if len(reader) != s["records"]:
                 raise RecordError(f"holds {len(reader)} records, {DATASET_FILE} says {s['records']}", path)
+            if reader.index_source != "index":
+                raise RecordError(f"no valid index, the shard had to be scanned: {reader.index_source}", path)
             for j in range(len(reader)):
                 offset = int(reader.offsets[j])
                 yield reader, j, offset, reader.read(j)
@@ -292,10 +363,17 @@ def verify_records(out_dir, decode: bool = True, progress: bool | None = None) -
             if not 0 <= label < len(classes):
                 raise ValueError(f"label {label} out of range for {len(classes)} classes")
             if rows is not None:
-                row_label, start, size, crc = (int(v) for v in rows[j])
-                if (row_label, payload[start : start + size], crc) != (label, fields["encoded"], masked_crc32c(payload)):
+                row = [int(v) for v in rows[j]]
+                if payload[row[1] : row[1] + row[2]] == fields["encoded"]:
+                    start, size = row[1], row[2]  # the image's bytes may also occur elsewhere
+                else:
+                    start, size = payload.find(fields["encoded"]), len(fields["encoded"])
+                actual = [label, start, size, masked_crc32c(payload)]
+                differ = [f"{COLUMN_NAMES[c]} column: the record has {actual[c]}, the file says {row[c]}"
+                          for c in range(len(row)) if actual[c] != row[c]]
+                if differ:
                     raise ValueError(f"the record disagrees with its labels file {labels_path(reader.path).name} "
-                                     f"(label {label}, the file says {row_label})")
+                                     f"({'; '.join(differ)})")
             if decode:
                 pixels = decode_image(fields["encoded"])
                 stored = (fields.get("height", pixels.shape[0]), fields.get("width", pixels.shape[1]))
