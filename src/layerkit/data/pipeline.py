@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import keras
 import numpy as np
 
-from layerkit.data.decode import decode_batch, decode_image, fit_to
+from layerkit.data.decode import DecodeError, decode_batch, fit_to
 
 CACHE_LIMIT_BYTES = 1 << 30  # cache_decoded="auto" keeps data sets up to 1 GiB decoded
 SMALL_IMAGE_PIXELS = 96 * 96  # decode these in one thread: threads only add GIL contention
@@ -266,8 +266,19 @@ class Pipeline(keras.utils.PyDataset):
             return self._cached()[idx]
         if hasattr(self.source, "images"):
             return self._fit(self.source.images(idx))
-        return decode_batch(self.source.encoded_many(idx), size=self.image_size,
-                            threads=self._threads())
+        return self._decode(idx)
+
+    def _decode(self, idx, out=None, threads=None):
+        """decode_batch of source indices `idx`; a `DecodeError` names the image by the source's
+        ``describe(i)`` (file, or shard, record and offset) when the source has one."""
+        try:
+            return decode_batch(self.source.encoded_many(idx), size=self.image_size,
+                                threads=threads or self._threads(), out=out)
+        except DecodeError as err:
+            k, describe = getattr(err, "index", None), getattr(self.source, "describe", None)
+            if k is None or describe is None:
+                raise
+            raise DecodeError(f"{describe(int(np.asarray(idx)[k]))}: {err}") from err
 
     @property
     def image_shape(self):
@@ -278,7 +289,7 @@ class Pipeline(keras.utils.PyDataset):
             elif getattr(self.source, "image_shape", None) is not None:
                 self._image_shape = tuple(self.source.image_shape)
             else:
-                self._image_shape = decode_image(self.source.encoded_many([0])[0]).shape
+                self._image_shape = self._decode([0], threads=1)[0].shape
         return self._image_shape
 
     def _threads(self):
@@ -315,8 +326,7 @@ class Pipeline(keras.utils.PyDataset):
                     if hasattr(self.source, "images"):
                         cache[idx] = self._fit(self.source.images(idx))
                     else:
-                        decode_batch(self.source.encoded_many(idx), size=self.image_size,
-                                     threads=self._threads(), out=cache[idx[0] : idx[-1] + 1])
+                        self._decode(idx, out=cache[idx[0] : idx[-1] + 1])
                 self._cache = cache
             return self._cache
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerkit.data.decode import decode_image, fit_to
+from layerkit.data.decode import decode_file, fit_to
 from layerkit.training.checkpoints import checkpoint_file
 from layerkit.training.config import Config
 from layerkit.training.data import load_data
@@ -38,8 +38,7 @@ def predict_files(run_dir, paths, weights="best", top=3):
     size = tuple(model.input_shape[1:3])
     images = []
     for p in paths:
-        with open(p, "rb") as f:
-            images.append(fit_to(decode_image(f.read()), size))
+        images.append(fit_to(decode_file(p), size))  # a DecodeError names the file
     probs = np.asarray(model.predict(np.stack(images).astype("float32"), verbose=0))
     top = max(1, min(top, len(classes)))
     for path, row in zip(paths, probs):
