@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from layerkit.data.decode import read_image_file
 from layerkit.data.npz import load_npz
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -76,7 +77,7 @@ def from_folder(root) -> Source:
         name=str(root),
         classes=tuple(d.name for d in class_dirs),
         labels=np.asarray(labels, np.int64),
-        encoded=lambda i: files[i].read_bytes(),
+        encoded=lambda i: read_image_file(files[i]),
         describe=lambda i: str(files[i]),
     )
 
@@ -98,13 +99,12 @@ def from_npz(path) -> Source:
 # === CIFAR-10 python batches ===
 
 
-def _reconstruct(*args):
+def _numpy_reconstruct():
     try:
         from numpy._core.multiarray import _reconstruct as reconstruct  # numpy >= 2
     except ImportError:
         from numpy.core.multiarray import _reconstruct as reconstruct  # numpy 1.26
-
-    return reconstruct(*args)
+    return reconstruct
 
 
 def _dtype(*args):
@@ -114,20 +114,62 @@ def _dtype(*args):
     return dtype
 
 
-class ArrayUnpickler(pickle.Unpickler):
-    """Unpickler that only builds numpy arrays of plain dtypes and builtin containers."""
+class _NdarrayClass:
+    """What ``numpy.ndarray`` resolves to in a CIFAR pickle: usable only as the class argument
+    of ``_reconstruct`` (how numpy pickles arrays); calling it, which would allocate an array
+    of any size with no data behind it, is refused."""
 
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): _dtype,
-        ("_codecs", "encode"): codecs.encode,  # bytes in protocol-2 pickles written by Python 3
-    }
+    def __call__(self, *args, **kwargs):
+        raise pickle.UnpicklingError(
+            "refusing numpy.ndarray(...) in a pickle: it allocates an array whose data the file does "
+            "not hold (numpy pickles arrays with _reconstruct and their bytes)")
+
+
+_NDARRAY = _NdarrayClass()
+
+
+class ArrayUnpickler(pickle.Unpickler):
+    """Unpickler that only builds numpy arrays of plain dtypes and builtin containers.
+
+    Memory stays bounded by the file: ``_reconstruct`` may make only the empty arrays numpy
+    pickles start from (at most as many bytes as the file holds), each array's bytes must then
+    come from the file (numpy's ``__setstate__`` checks their length against the shape before
+    allocating), ``numpy.ndarray`` cannot be called directly, and ``codecs.encode`` is allowed
+    only as Python 3 writes bytes into protocol-2 pickles (latin-1), not with codecs that grow.
+    """
+
+    def __init__(self, file, *, max_bytes: int, **kwargs):
+        super().__init__(file, **kwargs)
+        self.max_bytes = max_bytes
+
+    def _reconstruct(self, subtype, shape, dtype, *rest):
+        if subtype is not _NDARRAY:
+            raise pickle.UnpicklingError(f"refusing _reconstruct of {subtype!r}: only numpy.ndarray is allowed")
+        try:
+            size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        except (TypeError, ValueError, OverflowError) as err:
+            raise pickle.UnpicklingError(f"bad _reconstruct arguments: {err}") from None
+        if size < 0 or size > self.max_bytes:
+            raise pickle.UnpicklingError(
+                f"refusing an array of shape {shape} ({size} bytes) in a {self.max_bytes}-byte file")
+        return _numpy_reconstruct()(np.ndarray, shape, dtype, *rest)
+
+    @staticmethod
+    def _encode(obj, encoding="utf-8", errors="strict"):
+        if encoding not in ("latin1", "latin-1", "iso-8859-1") or not isinstance(obj, str):
+            raise pickle.UnpicklingError(f"refusing codecs.encode with encoding {encoding!r} in a pickle")
+        return codecs.encode(obj, encoding, errors)
 
     def find_class(self, module, name):
+        allowed = {
+            ("numpy.core.multiarray", "_reconstruct"): self._reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): self._reconstruct,
+            ("numpy", "ndarray"): _NDARRAY,
+            ("numpy", "dtype"): _dtype,
+            ("_codecs", "encode"): self._encode,  # bytes in protocol-2 pickles written by Python 3
+        }
         try:
-            return self.ALLOWED[module, name]
+            return allowed[module, name]
         except KeyError:
             raise pickle.UnpicklingError(
                 f"refusing to load global {module}.{name}: only numpy arrays are allowed in CIFAR batches"
@@ -140,7 +182,7 @@ class ArrayUnpickler(pickle.Unpickler):
 def load_cifar_batch(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(pixels (n, 32, 32, 3) uint8, labels (n,) int64) from one CIFAR-10 python batch's bytes."""
     try:
-        batch = ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
+        batch = ArrayUnpickler(io.BytesIO(data), max_bytes=len(data), encoding="bytes").load()
     except Exception as err:  # noqa: BLE001 - any failure to parse untrusted bytes is a bad file
         raise ValueError(f"{name}: not a CIFAR-10 python batch: {type(err).__name__}: {err}") from err
     if not isinstance(batch, dict):
