@@ -10,6 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 
 
+class _PackError(Exception):
+    """Raised inside load_npz only, to be given the pack's path."""
+
+
 @dataclass(frozen=True)
 class EncodedImages:
     """Encoded images held in one byte buffer: image i is ``data[offsets[i]:offsets[i+1]]``."""
@@ -28,21 +32,30 @@ class EncodedImages:
 
 def load_npz(path) -> EncodedImages:
     path = os.fspath(path)
+    if not os.path.isfile(path):  # a FIFO would block np.load, a folder raise IsADirectoryError
+        what = "does not exist" if not os.path.lexists(path) else "is not a regular file"
+        raise (FileNotFoundError if what == "does not exist" else ValueError)(f"{path}: {what}")
     try:
         with np.load(path, allow_pickle=False) as z:
-            missing = {"jpeg", "offsets", "labels", "classes"} - set(z.files)
-            if missing:
-                raise ValueError(
-                    f"{path}: not an image pack: missing arrays {sorted(missing)}; "
-                    f"expected jpeg, offsets, labels, classes; found {sorted(z.files)}"
-                )
-            data, offsets, labels, classes = z["jpeg"], z["offsets"], z["labels"], z["classes"]
-    except (OSError, EOFError) as err:  # zipfile.BadZipFile is an OSError subclass? no: catch below
-        raise ValueError(f"{path}: cannot read as .npz: {err}") from err
-    except ValueError:
-        raise
-    except Exception as err:  # BadZipFile, pickle refusal on object arrays
+            files = set(z.files)
+            missing = {"jpeg", "offsets", "labels", "classes"} - files
+            if not missing:
+                arrays = {}
+                for name in ("jpeg", "offsets", "labels", "classes"):
+                    try:
+                        arrays[name] = z[name]
+                    except ValueError as err:  # e.g. an object array, refused without pickle
+                        raise _PackError(f"array {name!r}: {err}") from err
+                data, offsets, labels, classes = (arrays[k] for k in ("jpeg", "offsets", "labels", "classes"))
+    except _PackError as err:
+        raise ValueError(f"{path}: cannot read as an image pack: {err}") from err
+    except Exception as err:  # noqa: BLE001 - BadZipFile, OSError, EOFError, bad .npy headers
         raise ValueError(f"{path}: cannot read as .npz: {type(err).__name__}: {err}") from err
+    if missing:
+        raise ValueError(
+            f"{path}: not an image pack: missing arrays {sorted(missing)}; "
+            f"expected jpeg, offsets, labels, classes; found {sorted(files)}"
+        )
     n = len(labels)
     if data.dtype != np.uint8 or data.ndim != 1:
         raise ValueError(f"{path}: 'jpeg' must be 1-D uint8, got {data.dtype} {data.shape}")

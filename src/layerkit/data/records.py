@@ -302,7 +302,7 @@ def check_dataset_info(info, path, required=REQUIRED_FIELDS) -> dict:
 def read_dataset_info(path, required=REQUIRED_FIELDS) -> dict:
     """dataset.json at `path` (a regular file), parsed and checked (`check_dataset_info`)."""
     try:
-        text = read_regular(path, MAX_DATASET_JSON_BYTES, "dataset.json")
+        text = read_regular(path, MAX_DATASET_JSON_BYTES, "a dataset.json")
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} not found: not a records folder written by write_records (or unfinished)") from None
     if len(text) > MAX_DATASET_JSON_BYTES:

@@ -61,7 +61,9 @@ class NpzSource:
     """A JPEG pack (`load_npz`): one byte buffer, offsets, labels, class names."""
 
     def __init__(self, pack):
+        self._name = "the image pack"
         if not isinstance(pack, EncodedImages):
+            self._name = str(pack)
             pack = load_npz(pack)
         self._pack = pack
         self.classes = pack.classes
@@ -70,6 +72,9 @@ class NpzSource:
 
     def __len__(self):
         return len(self.labels)
+
+    def describe(self, i) -> str:
+        return f"{self._name} image {int(i)}"
 
     def encoded_many(self, indices):
         data, offsets = self._pack.data, self._pack.offsets
@@ -86,7 +91,9 @@ class FolderSource:
         class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
         files, labels = [], []
         for label, d in enumerate(class_dirs):
-            found = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            # regular files only, as `records write` takes them: a folder named x.jpg is no image
+            # and a FIFO would block the reader
+            found = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
             files += found
             labels += [label] * len(found)
         if not files:
@@ -102,8 +109,13 @@ class FolderSource:
     def __len__(self):
         return len(self.files)
 
+    def describe(self, i) -> str:
+        return str(self.files[int(i)])
+
     def encoded_many(self, indices):
-        return [self.files[i].read_bytes() for i in np.asarray(indices)]
+        from layerkit.data.decode import read_image_file
+
+        return [read_image_file(self.files[i]) for i in np.asarray(indices)]
 
 
 class TFRecordSource:
@@ -223,6 +235,8 @@ class Subset:
         self.classes = source.classes
         self.labels = np.asarray(source.labels)[self.indices]
         self.image_shape = getattr(source, "image_shape", None)
+        if hasattr(source, "describe"):
+            self.describe = lambda i: source.describe(self.indices[int(i)])
         if hasattr(source, "encoded_many"):
             self.encoded_many = lambda idx: source.encoded_many(self.indices[np.asarray(idx)])
         else:

@@ -203,7 +203,7 @@ def _npy_int64(data: bytes) -> np.ndarray:
     return np.frombuffer(body, "<i8").astype(np.int64)
 
 
-def read_regular(path, limit: int | None = None, what: str = "file") -> bytes:
+def read_regular(path, limit: int | None = None, what: str = "a file") -> bytes:
     """The bytes of `path` (at most ``limit + 1`` of them), which must be a regular file.
 
     Opened non-blocking and checked with fstat before any read, so a FIFO, a device or a
@@ -213,12 +213,12 @@ def read_regular(path, limit: int | None = None, what: str = "file") -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except IsADirectoryError:
-        raise RecordError(f"expected a {what}, found a folder", path) from None
+        raise RecordError(f"expected {what} (a regular file), found a folder", path) from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
-            raise RecordError(f"expected a {what} (a regular file), found {kind}", path)
+            raise RecordError(f"expected {what} (a regular file), found {kind}", path)
         chunks, got = [], 0
         while limit is None or got <= limit:
             chunk = os.read(fd, 1 << 20 if limit is None else min(1 << 20, limit + 1 - got))
@@ -236,7 +236,7 @@ def read_npy_int64(path, limit: int, what: str) -> tuple[np.ndarray | None, str 
     (None, why not). Reads at most limit + 1 bytes, whatever the file claims; a FIFO or other
     non-regular file in its place is never opened for reading (no hang)."""
     try:
-        data = read_regular(path, limit, what)
+        data = read_regular(path, limit, "an .npy side file")
         if len(data) > limit:
             return None, f"{path} is larger than {what} can be"
         return _npy_int64(data), None
