@@ -163,7 +163,7 @@ class TFRecordSource:
                                   "changed after it was written", reader.path)
         n = len(self._shards)
         if n == 0:
-            raise ValueError(f"{folder}: the shards hold no records")
+            raise RecordError("the shards hold no records", folder)
         classes = meta.get("classes")
         self._rows = np.empty((n, 4), np.int64)  # label, image start, image size, CRC (-1: not checked)
         self.labels_source = []  # per shard: "labels file" or "scan"

@@ -164,8 +164,12 @@ def scan_offsets(path, max_record_bytes=MAX_RECORD_BYTES) -> np.ndarray:
     path = os.fspath(path)
     max_record_bytes = _check_max(max_record_bytes)
     offsets = [0]
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as f:  # non-blocking open: a FIFO in a shard's place is refused, never waited on
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise RecordError("expected a shard (a regular file), found something else", path)
+        size = st.st_size
         offset = 0
         while offset < size:
             f.seek(offset)
@@ -390,7 +394,9 @@ class ShardWriter:
             os.fsync(self._file.fileno())
             self._file.close()
             stale = index_path(self.path)
-            if stale.exists():
+            if stale.is_dir() and not stale.is_symlink():
+                raise RecordError("a folder stands where the shard's index goes", stale)
+            if os.path.lexists(stale):
                 stale.unlink()  # never leave an old index beside a new shard
             os.replace(self._tmp, self.path)
         except BaseException:
