@@ -22,10 +22,10 @@ def run_dir(tmp_path_factory):
 def test_every_artefact_is_written(run_dir):
     out, results = run_dir
     for name in ("config.json", "run.json", "classes.json", "history.csv", "state.json", "best.keras",
-                 "last.keras", "results.json", "report.md", "confusion_matrix.csv"):
+                 "last.keras", "results.json", "report.md", "confusion_matrix.csv", "per_class_accuracy.csv"):
         assert (out / name).is_file(), name
-    for png in ("accuracy", "loss", "lr", "samples", "predictions_correct", "predictions_incorrect",
-                "confusion_matrix"):
+    for png in ("accuracy", "loss", "lr", "samples", "samples_augmented", "predictions_correct",
+                "predictions_incorrect", "confusion_matrix"):
         with Image.open(out / f"{png}.png") as img:
             img.verify()
         assert f"({png}.png)" in (out / "report.md").read_text()

@@ -358,37 +358,57 @@ def finish(config, workdir: Path, model, data: RunData, train_seconds: float, ch
     )
     atomic_write_text(workdir / "results.json", json.dumps(results, indent=1))
     if config.report:
-        write_record(config, workdir, model, data, final.argmax(-1), history, results)
+        write_record(config, workdir, model, data, final, history, results)
     print(f"test accuracy: {results['test_accuracy_final']:.4f} (end of training)"
           + (f", {results['test_accuracy_best']:.4f} (best weights, epoch {results['best_epoch']})"
              if "test_accuracy_best" in results else ""))
     return results
 
 
-def write_record(config, workdir, model, data, predicted, history, results):
+def write_record(config, workdir, model, data, probabilities, history, results):
+    """Plots, per_class_accuracy.csv, confusion_matrix.csv and report.md for a finished run.
+
+    `probabilities`: the test predictions, (images, classes), of the end-of-training
+    weights (a 1-D array of predicted classes is taken too, shown without confidences)."""
+    probabilities = np.asarray(probabilities)
+    if probabilities.ndim == 2:
+        predicted, confidence = probabilities.argmax(-1), probabilities.max(-1)
+    else:
+        predicted, confidence = probabilities.astype(np.int64), None
+    labels = np.asarray(data.test.labels)
+    notes = [reporting.loss_note(config)]
     figures = reporting.plot_history(history, workdir)
     train_labels = data.train.labels
     per_class = [np.flatnonzero(train_labels == c)[:8] for c in range(len(data.classes))]
     idx = np.sort(np.concatenate(per_class))
-    figures.append(reporting.plot_samples(data.train.read(idx), train_labels[idx], data.classes,
-                                          workdir / "samples.png"))
-    test_idx = np.arange(len(data.test.labels))
-    shown = np.concatenate([np.flatnonzero(predicted == data.test.labels)[:24],
-                            np.flatnonzero(predicted != data.test.labels)[:24]])
-    images = np.zeros((len(test_idx), *data.image_shape), np.uint8)
+    samples = data.train.read(idx)
+    figures.append(reporting.plot_samples(samples, train_labels[idx], data.classes, workdir / "samples.png"))
+    layers = augment.augmentation(config.augment, seed=config.seed)
+    if layers:
+        figures.append(reporting.plot_samples(
+            reporting.augment_images(samples, layers), train_labels[idx], data.classes,
+            workdir / "samples_augmented.png",
+            title=f"the same images augmented (augment={config.augment}, training mode)"))
+    else:
+        notes.append("No augmentation (augment=none): the model trained on the images as stored.")
+    shown = np.concatenate([np.flatnonzero(predicted == labels)[:24], np.flatnonzero(predicted != labels)[:24]])
+    images = np.zeros((len(labels), *data.image_shape), np.uint8)
     order = np.sort(shown)
     if len(order):
         images[order] = data.test.read(order)
-    figures += reporting.plot_predictions(images, data.test.labels, predicted, data.classes, workdir)
-    matrix = reporting.confusion_matrix(data.test.labels, predicted, len(data.classes))
+    figures += reporting.plot_predictions(images, labels, predicted, data.classes, workdir,
+                                          confidence=confidence)
+    matrix = reporting.confusion_matrix(labels, predicted, len(data.classes))
     np.savetxt(workdir / "confusion_matrix.csv", matrix, fmt="%d", delimiter=",",
                header=",".join(data.classes))
     figures.append(reporting.plot_confusion(matrix, data.classes, workdir / "confusion_matrix.png"))
-    notes = []
+    accuracy = reporting.per_class_accuracy(labels, predicted, data.classes)
+    reporting.write_per_class_csv(accuracy, workdir / "per_class_accuracy.csv")
     graph_note = reporting.plot_graph(model, workdir / "model.png")
     if graph_note:
         notes.append(graph_note)
     else:
         figures.append(workdir / "model.png")
-    notes.append("Predictions and confusion matrix use the end-of-training weights.")
-    reporting.write_report(workdir, config, results, figures, notes)
+    notes.append("Predictions, per-class accuracy and the confusion matrix use the end-of-training weights; "
+                 "confusion_matrix.csv holds the raw counts.")
+    reporting.write_report(workdir, config, results, figures, notes, per_class=accuracy)
