@@ -165,7 +165,7 @@ def test_a_stop_signal_to_one_process_stops_both_after_the_same_epoch_and_they_r
     _finish(r1)
     assert json.loads(state.read_text())["epochs_completed"] == epochs
     rows = (out / "history.csv").read_text().strip().splitlines()[1:]
-    assert [int(r.split(",")[0]) for r in rows] == list(range(epochs))  # no epoch lost or repeated
+    assert [int(r.split(",")[0]) for r in rows] == list(range(1, epochs + 1))  # no epoch lost or repeated
     assert (out / "results.json").is_file()
 
 

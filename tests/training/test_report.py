@@ -25,7 +25,7 @@ def _record(out, overrides=()):
     probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     model = keras.Sequential([keras.Input(data.image_shape), keras.layers.Flatten(),
                               keras.layers.Dense(len(data.classes))])
-    history = {"epoch": [0.0, 1.0], "accuracy": [0.3, 0.4], "val_accuracy": [0.3, 0.35],
+    history = {"epoch": [1.0, 2.0], "accuracy": [0.3, 0.4], "val_accuracy": [0.3, 0.35],
                "loss": [2.0, 1.8], "val_loss": [2.1, 1.9], "lr": [1e-3, 2e-3]}
     results = {"splits": data.splits, "test_images": len(labels),
                "test_accuracy_final": float(np.mean(probs.argmax(-1) == labels)),

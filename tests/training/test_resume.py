@@ -81,7 +81,7 @@ def test_sigkill_anywhere_then_resume_equals_uninterrupted(tmp_path):
     results = train(None, killed, resume=True, verbose=0)
     assert results["epochs"] == EPOCHS
     with open(killed / "history.csv", newline="") as f:
-        assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(EPOCHS))  # none lost or repeated
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(1, EPOCHS + 1))  # none lost or repeated
     for a, b in zip(_weights(whole / "last.keras"), _weights(killed / "last.keras"), strict=True):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(_weights(whole / "best.keras"), _weights(killed / "best.keras"), strict=True):

@@ -37,7 +37,7 @@ def test_history_csv_has_a_row_per_epoch_with_lr_and_speed(run_dir):
     out, _ = run_dir
     with open(out / "history.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert [int(r["epoch"]) for r in rows] == [1, 2]  # 1-based, as everywhere
     for col in ("accuracy", "loss", "val_accuracy", "val_loss", "lr", "images_per_sec"):
         assert all(float(r[col]) >= 0 for r in rows), col
     assert float(rows[0]["lr"]) != float(rows[1]["lr"])  # the one-cycle schedule moved
@@ -96,6 +96,10 @@ def test_refuses_to_overwrite_a_run_and_to_resume_nothing(run_dir, tmp_path):
 
 def test_a_start_that_failed_before_any_epoch_can_be_retried(tmp_path):
     config = apply_overrides(get_recipe("sample", smoke_run=True), ["data=/no/such/pack.npz"])
+    with pytest.raises(FileNotFoundError):
+        train(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # the folder it made is gone
+    (tmp_path / "run").mkdir()  # a folder the user made stays, and a retry can use it
     with pytest.raises(FileNotFoundError):
         train(config, tmp_path / "run")
     assert (tmp_path / "run" / "config.json").exists() and not (tmp_path / "run" / "state.json").exists()

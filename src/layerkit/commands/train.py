@@ -16,7 +16,8 @@ def add_parser(subparsers):
     p.add_argument("--test-data", default=None, metavar="PATH",
                    help="a separate test set; default: the data's own test split, else a stratified "
                         "test_split (0.1) carved out of --data, never trained on")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs to train; with --resume, extends the run to this many (the schedule is re-planned)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--out", default=None, help="run directory (default: runs/RECIPE-TIMESTAMP)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -58,19 +59,28 @@ def _run(args, signals) -> dict:
     if args.resume:
         if not args.out:
             raise ValueError("--resume needs --out DIR, the run directory to continue")
-        given = [k for k in ("recipe", "model", "data", "test_data", "epochs", "batch_size", "precision", "seed")
+        given = [k for k in ("recipe", "model", "data", "test_data", "batch_size", "precision", "seed")
                  if getattr(args, k) is not None] + (["overrides"] if args.overrides else [])
         if given:
             print(f"layerkit train --resume: using the saved config of {args.out}; ignoring {given}",
                   file=sys.stderr)
-        return train(None, Path(args.out), resume=True, launch=launch, signals=signals)
+        return train(None, Path(args.out), resume=True, launch=launch, signals=signals, epochs=args.epochs)
     name = args.recipe or "sample"
     config = get_recipe(name, smoke_run=args.smoke)
+    recipe_data = config.data
     flags = {"model": args.model, "data": args.data, "test_data": args.test_data, "epochs": args.epochs,
              "batch_size": args.batch_size, "precision": args.precision, "seed": args.seed}
     config = apply_overrides(config, {k: v for k, v in flags.items() if v is not None})
     config = apply_overrides(config, args.overrides)
-    out = Path(args.out or f"runs/{name}{'-smoke' if args.smoke else ''}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = Path(args.out or default_run_dir(name, config.data, recipe_data, args.smoke))
     print(f"layerkit train: recipe {name}, run directory {out}", file=sys.stderr)
     return train(config, out, launch=launch, signals=signals)
+
+
+def default_run_dir(recipe: str, data: str, recipe_data: str, smoke: bool) -> str:
+    """runs/RECIPE[-DATA][-smoke]-TIME: named after the recipe, and the data when it is not the recipe's."""
+    label = ""
+    if data != recipe_data:
+        label = "-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(data.rstrip("/\\")).name or "data")
+    return f"runs/{recipe}{label}{'-smoke' if smoke else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
 

@@ -44,6 +44,13 @@ class RunLogger(keras.callbacks.Callback):
         logs["epoch_seconds"] = seconds
 
 
+class HistoryCSV(keras.callbacks.CSVLogger):
+    """Keras's CSVLogger, with epochs counted from 1 as in TensorBoard, state.json and the report."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
+
+
 class TensorBoardLogger(keras.callbacks.Callback):
     """Epoch scalars into a TensorBoard event file (no TensorFlow needed)."""
 

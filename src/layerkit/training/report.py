@@ -210,7 +210,7 @@ def plot_confusion(matrix, classes, path):
 def plot_history(history: dict, out: Path) -> list[Path]:
     paths = []
     epochs = history.get("epoch", [])
-    x = [e + 1 for e in epochs]  # 1-based, as the log and the checkpoints count them
+    x = list(epochs)  # history.csv counts epochs from 1, as TensorBoard and the checkpoints do
     for metric in ("accuracy", "loss"):
         if metric not in history:
             continue

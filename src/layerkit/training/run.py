@@ -9,7 +9,10 @@ checkpoint manifest: what a resume needs) with the files it names in ``checkpoin
 
 import contextlib
 import csv
+import dataclasses
 import json
+import os
+import shutil
 import platform
 import sys
 import time
@@ -21,7 +24,7 @@ import numpy as np
 from layerkit import augment, models
 from layerkit.saving import load_model as load_checkpoint
 from layerkit.training import report as reporting
-from layerkit.training.callbacks import GracefulStop, RunLogger, TensorBoardLogger
+from layerkit.training.callbacks import GracefulStop, HistoryCSV, RunLogger, TensorBoardLogger
 from layerkit.training.checkpoints import (Checkpoints, fault_point, read_state, repair,
                                            restore_seed_states)
 from layerkit.training.rundir import RunLock, atomic_write_text
@@ -120,7 +123,19 @@ def _versions() -> dict:
 
     return {"layerkit": __version__, "keras": keras.__version__, "jax": jax.__version__,
             "python": platform.python_version(), "backend": keras.backend.backend(),
-            "devices": [str(d) for d in jax.devices()], "argv": sys.argv}
+            "devices": [str(d) for d in jax.devices()]}
+
+
+def _record_launch(workdir: Path, epochs_completed: int) -> None:
+    """run.json: the versions and devices of the latest launch, and every launch's command line."""
+    path = workdir / "run.json"
+    try:
+        launches = json.loads(path.read_text()).get("launches", []) if path.exists() else []
+    except (OSError, ValueError, AttributeError):
+        launches = []
+    launches.append({"argv": sys.argv, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                     "cwd": os.getcwd(), "epochs_completed_before": epochs_completed})
+    atomic_write_text(path, json.dumps({**_versions(), "launches": launches}, indent=1))
 
 
 def _truncate_history(path: Path, epochs: int) -> None:
@@ -131,7 +146,7 @@ def _truncate_history(path: Path, epochs: int) -> None:
         rows = list(csv.reader(f))
     if not rows:
         return
-    kept = [rows[0]] + [r for r in rows[1:] if r and int(float(r[0])) < epochs]
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(float(r[0])) <= epochs]  # epochs from 1
     with open(path, "w", newline="") as f:
         csv.writer(f).writerows(kept)
 
@@ -167,7 +182,7 @@ def _prepare(config: Config, workdir: Path, resume: bool, chief: bool = True):
 
 
 def train(config: Config | None, workdir, resume: bool = False, verbose=None, launch=None,
-          signals: StopSignals | None = None) -> dict:
+          signals: StopSignals | None = None, epochs: int | None = None) -> dict:
     """Train `config` into `workdir`, or with `resume` continue the run there from its
     last checkpoint (its saved config is used; pass ``config=None``).
 
@@ -176,7 +191,10 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None, la
     the run (the CLI installs them first thing); by default they are installed here for the
     duration of the call. Returns the results dict also written to ``results.json`` (on
     process 0; the other processes return a short summary); ``{"stopped": True, ...}`` when
-    a signal stopped the run early.
+    a signal stopped the run early. With `resume`, `epochs` extends the run to that many
+    epochs (its schedule is re-planned over them, and it says so).
+
+    A fresh start that fails before its first checkpoint removes the directory it made.
     """
     workdir = Path(workdir)
     if not resume:
@@ -193,15 +211,22 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None, la
     previous = keras.distribution.distribution()
     if not resume:  # bad device or process settings fail before the run directory is made
         topology = dist.setup(config)
-    lock = RunLock(workdir) if chief else None
-    own_signals = signals is None
-    signals = StopSignals().install() if own_signals else signals
     if resume and chief and not (workdir / "config.json").exists():
         raise RunError(f"--resume: {workdir} holds no run (no config.json); start one without --resume")
+    if epochs is not None and not resume:
+        raise ValueError("train(epochs=...) extends a run on resume; set Config.epochs for a new run")
+    lock = RunLock(workdir) if chief else None
+    created = chief and not resume and not workdir.exists()
+    own_signals = signals is None
+    signals = StopSignals().install() if own_signals else signals
     try:
         if lock:
             lock.acquire()
         config, state = _prepare(config, workdir, resume, chief)
+        if resume and chief:
+            config = _extend(config, workdir, state, epochs)
+        elif resume and epochs is not None:  # process 0 checks and records the extension
+            config = dataclasses.replace(config, epochs=epochs)
         if resume:
             if launch:
                 config = validate(Config.from_dict({**config.to_dict(), **launch}))
@@ -210,12 +235,40 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None, la
         if topology.peer_watch is not None:
             topology.peer_watch.done()
         return results
+    except Exception:
+        if created and read_state(workdir) is None:  # a failed start leaves no folder behind
+            if lock:
+                lock.release()
+            shutil.rmtree(workdir, ignore_errors=True)
+            print(f"layerkit: the start failed before any epoch was saved; removed {workdir}", file=sys.stderr)
+        raise
     finally:
         if own_signals:
             signals.restore()
         if lock:
             lock.release()
         keras.distribution.set_distribution(previous)
+
+
+def _extend(config: Config, workdir: Path, state, epochs) -> Config:
+    """On resume: the config with `epochs` (> those done) saved, or the config as it was. A
+    finished run asked for nothing more is refused with the command that would extend it."""
+    done = state["epochs_completed"] if state else 0
+    if epochs is None:
+        if done >= config.epochs and (workdir / "results.json").exists():
+            raise RunError(f"{workdir} has finished all {config.epochs} epochs; to train it further: "
+                           f"`layerkit train --resume --out {workdir} --epochs N` with N > {config.epochs}")
+        return config
+    if epochs <= done:
+        raise RunError(f"--epochs {epochs}: {workdir} has already trained {done} epochs; "
+                       f"pass more than {done} to extend it")
+    if epochs != config.epochs:
+        print(f"layerkit: extending {workdir} from {config.epochs} to {epochs} epochs; the "
+              f"{config.schedule} learning-rate schedule is re-planned over {epochs} epochs from "
+              f"the step it reached (epoch {done})", file=sys.stderr)
+        config = dataclasses.replace(config, epochs=epochs)
+        atomic_write_text(workdir / "config.json", config.to_json())
+    return config
 
 
 def _launch_process_id(config, launch) -> int:
@@ -228,12 +281,12 @@ def _launch_process_id(config, launch) -> int:
 
 def _train(config: Config, workdir: Path, state, verbose, topology, signals) -> dict:
     chief = topology.is_chief
+    initial_epoch = state["epochs_completed"] if state else 0
     if chief:
-        atomic_write_text(workdir / "run.json", json.dumps(_versions(), indent=1))
+        _record_launch(workdir, initial_epoch)
     keras.utils.set_random_seed(config.seed)
     verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
     verbose = verbose if chief else 0
-    initial_epoch = state["epochs_completed"] if state else 0
 
     with precision(config.precision):
         data = load_data(config, topology.process_index, topology.process_count)
@@ -264,7 +317,7 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals) -> 
             callbacks = [
                 RunLogger(config.batch_size),
                 keras.callbacks.TerminateOnNaN(),
-                keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
+                HistoryCSV(str(workdir / "history.csv"), append=True),
                 TensorBoardLogger(workdir / "tensorboard"),
                 checkpoints,
                 stop,
