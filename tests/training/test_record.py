@@ -46,3 +46,13 @@ def test_runs_are_named_after_the_recipe_and_the_data():
     assert default_run_dir("sample", "sample", "sample", False).startswith("runs/sample-2")
     assert default_run_dir("sample", "/home/me/pets/", "sample", False).startswith("runs/sample-pets-2")
     assert default_run_dir("cnn-flowers", "my data", "flowers", True).startswith("runs/cnn-flowers-my_data-smoke-2")
+
+
+def test_a_run_without_validation_writes_no_validation_columns(tmp_path):
+    out = tmp_path / "run"
+    train(apply_overrides(get_recipe("sample", smoke_run=True), ["epochs=1", "validation=0", *OVERRIDES]),
+          out, verbose=0)
+    with open(out / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and not [k for k in rows[0] if k.startswith("val_")]
+    assert "NA" not in rows[0].values()

@@ -1,93 +1,96 @@
-"""Training throughput: images/s fed by layerkit's pipeline against a batch already on the device.
+"""Training throughput of the engine: `layerkit train` itself against a bare jitted step.
 
-    layerkit bench throughput cifar10                        # wrn-16-4, bf16, batch 512 (a GPU)
-    layerkit bench throughput sample --model wrn-10-1 --batch-size 64 --steps 10   # CPU, minutes
+    layerkit bench throughput --model wrn-10-1 --batch-size 64 --steps 20      # CPU, minutes
+    layerkit bench throughput --recipe wrn-40-2-cifar10 --data cifar10 --model wrn-16-4 \\
+        --batch-size 512 --precision bf16 --steps 100                          # a GPU
 
-One compiled training step (`jax.jit` of Keras's stateless API: the model's own flip and
-reflect-crop augmentation, then the zoo model, SGD momentum), timed two ways in the same
-process: (a) fed batch after batch by `layerkit.data.Pipeline` from the data set's JPEGs
-(decoded once and cached, prefetched by its thread, copied to the device at each step);
-(a') the same Pipeline keeping the decoded set on the device (``device=``, what `layerkit
-train` does on a GPU or TPU for sets up to 1 GiB): a step sends only its indices; (b) on one
-batch already on the device, the ceiling. Whole timed windows end with the device idle
-(``block_until_ready``), the three alternating; compilation and warm-up steps are excluded.
-The last line is ``ratio pipeline/device-resident: X`` for (a) (1.0 = the pipeline costs
-nothing); the line before it gives (a') likewise.
+Two ways to train the same model on the same batches, alternating `--repeats` times:
+
+(H) the harness: `layerkit.train` on the recipe with everything a run does (its Pipeline,
+    Keras `fit`, the callbacks, CSV, TensorBoard, a checkpoint every epoch), validation off
+    so both sides do the same work; its images/s per epoch from the run's history.csv, the
+    first epoch (compilation) left out;
+(B) a bare step: the model, optimizer and loss built by the same functions the run uses
+    (`build_model`, `compile_model`), one `jax.jit` of Keras's stateless API in a plain
+    Python loop, fed the same Pipeline's batches: the ceiling for the harness.
+
+The last line is ``harness/bare-step: X`` (1.0 = the harness costs nothing).
 """
 
+import csv
 import statistics
+import tempfile
 import time
-
-import numpy as np
+from pathlib import Path
 
 
 def add_arguments(parser):
-    parser.add_argument("data", nargs="?", default="cifar10",
-                        help="cifar10 (default), sample, or a path (an .npz pack, shards, class folders)")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--model", default="wrn-16-4", help="a zoo model (default wrn-16-4)")
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
-    parser.add_argument("--steps", type=int, default=50, help="training steps per timed window")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each window")
-    parser.add_argument("--repeats", type=int, default=3, help="timed windows per figure (median)")
+    parser.add_argument("--recipe", default="sample", help="the recipe to train (default: sample)")
+    parser.add_argument("--data", default=None, help="overrides the recipe's data set")
+    parser.add_argument("--model", default=None, help="overrides the recipe's model (e.g. wrn-10-1)")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default=None)
+    parser.add_argument("--steps", type=int, default=20, help="training steps per epoch (a timed window)")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per harness run (one more compiles)")
+    parser.add_argument("--repeats", type=int, default=3, help="harness runs and bare windows, alternating")
+    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2,
+                        help="the harness's progress display: 2 a line per epoch (default, as in logs), "
+                             "1 a live progress bar, 0 none")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
 
 
 def _positive(args):
-    for key in ("batch_size", "steps", "repeats"):
+    for key in ("steps", "epochs", "repeats"):
         if getattr(args, key) < 1:
-            raise ValueError(f"--{key.replace('_', '-')} must be >= 1. Received: {getattr(args, key)}")
-    if args.warmup < 0:
-        raise ValueError(f"--warmup must be >= 0. Received: {args.warmup}")
+            raise ValueError(f"--{key} must be >= 1. Received: {getattr(args, key)}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1. Received: {args.batch_size}")
 
 
-class TrainStep:
-    """A compiled training step of `model_name` (cifar augmentation in the model) on uint8 batches."""
+def bench_config(args):
+    from layerkit.training import apply_overrides, get_recipe
 
-    def __init__(self, model_name, num_classes, image_shape, batch_size, precision="bf16", seed=0):
+    config = get_recipe(args.recipe)
+    flags = {"data": args.data, "model": args.model, "batch_size": args.batch_size, "precision": args.precision}
+    config = apply_overrides(config, {k: v for k, v in flags.items() if v is not None})
+    config = apply_overrides(config, list(args.overrides))
+    return apply_overrides(config, {"validation": 0.0, "steps_per_epoch": args.steps,
+                                    "epochs": args.epochs + 1, "test_limit": config.batch_size,
+                                    "report": False, "tta": False})
+
+
+class BareStep:
+    """One compiled training step of `model` (compiled by `compile_model`): its loss plus the
+    layers' losses, its optimizer, BatchNorm statistics carried; nothing else."""
+
+    def __init__(self, model):
         import jax
-        import keras
 
-        from layerkit import augment, models
-        from layerkit.training.run import precision as policy
+        self.model = model
+        optimizer = model.optimizer
+        optimizer.build(model.trainable_variables)
+        copy = lambda variables: [jax.numpy.array(v.value, copy=True) for v in variables]  # noqa: E731
+        # copies: the step donates its state, and the model's own variables stay usable
+        self.state = (copy(model.trainable_variables), copy(model.non_trainable_variables),
+                      copy(optimizer.variables))
+        loss = model.loss
 
-        with policy(precision):
-            keras.utils.set_random_seed(seed)
-            net = models.create(model_name, num_classes=num_classes, input_shape=image_shape)
-            inputs = keras.Input(image_shape, dtype="uint8", name="pixels")
-            x = inputs
-            for layer in augment.augmentation("cifar", seed=seed):
-                x = layer(x)
-            x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="normalize")(x)
-            self.model = keras.Model(inputs, net(x))
-        self.optimizer = keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True)
-        self.optimizer.build(self.model.trainable_variables)
-        self.state = ([v.value for v in self.model.trainable_variables],
-                      [v.value for v in self.model.non_trainable_variables],
-                      [v.value for v in self.optimizer.variables])
-        x = np.zeros((batch_size, *image_shape), np.uint8)
-        y = np.zeros(batch_size, np.int32)
-        start = time.perf_counter()
-        self.step = jax.jit(self._step, donate_argnums=0).lower(self.state, x, y).compile()
-        self.compile_seconds = time.perf_counter() - start
+        def step(state, images, labels):
+            trainable, non_trainable, opt = state
 
-    def _step(self, state, images, labels):
-        import jax
-        import jax.numpy as jnp
+            def loss_fn(tv):
+                out, ntv, losses = model.stateless_call(tv, non_trainable, images, training=True,
+                                                        return_losses=True)
+                return loss(labels, out) + sum(losses), ntv
 
-        trainable, non_trainable, opt = state
+            (value, non_trainable), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+            trainable, opt = optimizer.stateless_apply(opt, grads, trainable)
+            return (trainable, non_trainable, opt), value
 
-        def loss_fn(tv):
-            probs, ntv = self.model.stateless_call(tv, non_trainable, images, training=True)
-            logp = jnp.log(jnp.clip(probs.astype(jnp.float32), 1e-7, 1.0))
-            return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1)), ntv
-
-        (loss, non_trainable), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
-        trainable, opt = self.optimizer.stateless_apply(opt, grads, trainable)
-        return (trainable, non_trainable, opt), loss
+        self._step = jax.jit(step, donate_argnums=0)
 
     def __call__(self, images, labels):
-        self.state, loss = self.step(self.state, images, labels)
+        self.state, loss = self._step(self.state, images, labels)
         return loss
 
     def wait(self):
@@ -96,72 +99,61 @@ class TrainStep:
         jax.block_until_ready(self.state)
 
 
-def measure(step, batches, steps, warmup, repeats, batch_size) -> list:
-    """images/s of `repeats` windows of `steps` steps, each after `warmup` untimed steps."""
+def harness_rates(config, workdir: Path, verbose: int) -> list:
+    """images/s of each epoch after the first, as the run's own history.csv records them."""
+    from layerkit.training import train
+
+    train(config, workdir, verbose=verbose)
+    with open(workdir / "history.csv", newline="") as f:
+        return [float(r["images_per_sec"]) for r in csv.DictReader(f)][1:]
+
+
+def bare_rates(step, pipe, epochs: int, steps: int, batch: int) -> list:
+    """images/s of `epochs` windows of `steps` steps, each window ending with the device idle."""
     rates = []
-    for _ in range(repeats):
-        for _ in range(warmup):
-            step(*next(batches))
+    for _ in range(epochs):
         step.wait()
         start = time.perf_counter()
-        for _ in range(steps):
-            step(*next(batches))
+        for i in range(steps):
+            step(*pipe[i % len(pipe)])
         step.wait()
-        rates.append(steps * batch_size / (time.perf_counter() - start))
+        rates.append(steps * batch / (time.perf_counter() - start))
+        pipe.on_epoch_end()
     return rates
 
 
 def run(args) -> int:
-    import jax
+    import keras
 
-    from layerkit.data.pipeline import Pipeline
-    from layerkit.data.sources import open_dataset
+    from layerkit.training.data import load_data
+    from layerkit.training.run import build_model, compile_model, precision
 
     _positive(args)
-    source = open_dataset(args.data, "train", args.data_dir)
-    pipe = Pipeline(source, args.batch_size, shuffle=True, seed=0, cache_decoded=True)
-    device = jax.local_devices()[0]
-    print(f"throughput: {args.model}, {args.precision}, batch {args.batch_size}, "
-          f"{len(pipe.labels)} images of {args.data} ({len(pipe)} batches an epoch), on {device}")
-    start = time.perf_counter()
-    pipe.read(np.arange(1))  # fills the decoded cache: one-time, not timed
-    print(f"  decoded the data set once in {time.perf_counter() - start:.1f} s (cached, not timed)")
-    step = TrainStep(args.model, len(source.classes), tuple(pipe.image_shape), args.batch_size,
-                     args.precision)
-    print(f"  model {step.model.count_params():,} parameters; step compiled in "
-          f"{step.compile_seconds:.1f} s (not timed)")
-
-    def pipeline_batches():
-        while True:
-            yield from pipe
-
-    kept = Pipeline(source, args.batch_size, shuffle=True, seed=0, cache_decoded=True, device=device)
-    kept.batch_at(0)  # decodes and puts the set on the device: one-time, not timed
-
-    def kept_batches():
-        while True:
-            yield from kept
-
-    x, y = pipe.batch_at(0)
-    resident = (jax.device_put(x, device), jax.device_put(y, device))
-
-    def resident_batches():
-        while True:
-            yield resident
-
-    windows = {"fed": [], "kept": [], "ceiling": []}
-    sources = {"fed": pipeline_batches(), "kept": kept_batches(), "ceiling": resident_batches()}
-    for _ in range(args.repeats):  # alternate the windows: a busy machine drifts all alike
-        for name, batches in sources.items():
-            windows[name] += measure(step, batches, args.steps, args.warmup, 1, args.batch_size)
-    pipe.close()
-    kept.close()
+    config = bench_config(args)
+    print(f"throughput: {config.model} ({args.recipe} recipe), {config.precision}, batch {config.batch_size}, "
+          f"{args.steps} steps an epoch, {args.epochs} timed epochs x {args.repeats}, on {config.data}")
+    with precision(config.precision):
+        keras.utils.set_random_seed(config.seed)
+        data = load_data(config)
+        model = build_model(config, data)
+        compile_model(model, config, args.steps)
+        start = time.perf_counter()
+        step = BareStep(model)
+        x, y = data.train[0]
+        step(x, y)
+        step.wait()
+        print(f"  model {model.count_params():,} parameters; bare step compiled in "
+              f"{time.perf_counter() - start:.1f} s (not timed)")
+        windows = {"harness": [], "bare": []}
+        with tempfile.TemporaryDirectory(prefix="layerkit-bench-") as tmp:
+            for r in range(args.repeats):  # alternate: a busy machine drifts both alike
+                windows["harness"] += harness_rates(config, Path(tmp) / f"run{r}", args.verbose)
+                windows["bare"] += bare_rates(step, data.train, args.epochs, args.steps, config.batch_size)
+        data.train.close()
     rate = {name: statistics.median(r) for name, r in windows.items()}
-    labels = {"fed": "(a) fed by layerkit's Pipeline:", "kept": "(a') Pipeline, data on the device:",
-              "ceiling": "(b) batch already on the device:"}
+    labels = {"harness": "(H) layerkit train (the whole harness):", "bare": "(B) bare jitted step, same batches:"}
     for name, label in labels.items():
-        print(f"{label:<36} {rate[name]:12,.1f} images/s  (median of {args.repeats}: "
-              f"{', '.join(f'{r:,.0f}' for r in windows[name])})")
-    print(f"ratio pipeline-on-device/device-resident: {rate['kept'] / rate['ceiling']:.3f}")
-    print(f"ratio pipeline/device-resident: {rate['fed'] / rate['ceiling']:.3f}")
+        print(f"{label:<42} {rate[name]:12,.1f} images/s  (median of {len(windows[name])}: "
+              f"{', '.join(f'{v:,.0f}' for v in windows[name])})")
+    print(f"harness/bare-step: {rate['harness'] / rate['bare']:.3f}")
     return 0

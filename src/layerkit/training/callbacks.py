@@ -10,44 +10,53 @@ from layerkit.training.events import EventWriter
 
 
 class RunLogger(keras.callbacks.Callback):
-    """Adds ``lr`` (per batch and epoch) and ``images_per_sec`` / ``epoch_seconds`` to the logs.
+    """Adds ``lr``, ``images_per_sec`` and ``epoch_seconds`` to each epoch's logs, with no
+    work per step.
 
-    Put it first in the callback list so CSV, TensorBoard and the progress bar see them.
+    The lr is the schedule's value at the epoch's first step, computed on the host from the
+    step count (`steps_per_epoch` x epoch): reading the optimizer's lr would make the host wait
+    for the device and, done per batch, would turn off Keras's asynchronous callback dispatch
+    (it reads `self.model`, which syncs the JAX state). Put it first in the callback list so
+    CSV and TensorBoard see its keys.
     """
 
-    def __init__(self, images_per_step):
+    def __init__(self, images_per_step: int, steps_per_epoch: int, learning_rate):
         super().__init__()
         self.images_per_step = images_per_step
+        self.steps_per_epoch = steps_per_epoch
+        self.learning_rate = learning_rate  # a float or a LearningRateSchedule
 
-    def _lr(self):
-        # the optimizer evaluates its schedule at its own step counter
-        return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+    def lr_at(self, step: int) -> float:
+        lr = self.learning_rate
+        if callable(lr):
+            lr = lr(step)
+        return float(keras.ops.convert_to_numpy(lr))
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
-        self._start_step = int(self.model.optimizer.iterations.numpy())
-        self._epoch_lr = self._lr()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if logs is not None:  # shown by the progress bar
-            logs["lr"] = self._lr()
-            seconds = time.perf_counter() - self._start
-            logs["images_per_sec"] = (batch + 1) * self.images_per_step / max(seconds, 1e-9)
+        self._epoch_lr = self.lr_at(epoch * self.steps_per_epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
         seconds = time.perf_counter() - self._start
-        steps = int(self.model.optimizer.iterations.numpy()) - self._start_step
         logs["lr"] = self._epoch_lr  # the lr the epoch started with
-        logs["images_per_sec"] = steps * self.images_per_step / max(seconds, 1e-9)
+        logs["images_per_sec"] = self.steps_per_epoch * self.images_per_step / max(seconds, 1e-9)
         logs["epoch_seconds"] = seconds
 
 
 class HistoryCSV(keras.callbacks.CSVLogger):
-    """Keras's CSVLogger, with epochs counted from 1 as in TensorBoard, state.json and the report."""
+    """Keras's CSVLogger, with epochs counted from 1 as in TensorBoard, state.json and the
+    report. Without validation it writes no ``val_`` columns (Keras's adds a ``val_`` twin of
+    every key, all "NA", when the first epoch has none)."""
+
+    def __init__(self, filename, validation: bool = True, append=False):
+        super().__init__(filename, append=append)
+        self.validation = validation
 
     def on_epoch_end(self, epoch, logs=None):
+        if not self.validation and self.keys is None and logs:
+            self.keys = sorted(logs.keys())
         super().on_epoch_end(epoch + 1, logs)
 
 

@@ -16,7 +16,7 @@ def read_history(path) -> dict[str, list[float]]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     keys = rows[0].keys() if rows else []
-    return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "")] for k in keys}
+    return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "", "NA")] for k in keys}  # NA: CSVLogger's gap
 
 
 # === Numbers in words ===

@@ -271,6 +271,32 @@ def _extend(config: Config, workdir: Path, state, epochs) -> Config:
     return config
 
 
+def make_callbacks(config: Config, workdir: Path, chief: bool, steps: int, schedule, checkpoints, stop) -> list:
+    """The run's callbacks. None works per step on the host (Keras dispatches them
+    asynchronously: tested), so the device is never left waiting for the record."""
+    if chief:
+        callbacks = [
+            RunLogger(config.batch_size, steps, schedule),
+            _async(keras.callbacks.TerminateOnNaN()),
+            HistoryCSV(str(workdir / "history.csv"), validation=config.validation > 0, append=True),
+            TensorBoardLogger(workdir / "tensorboard"),
+            checkpoints,
+            stop,
+        ]
+    else:  # the record is process 0's; every process stops on Ctrl-C at the same epoch end
+        callbacks = [_async(keras.callbacks.TerminateOnNaN()), stop]
+    if config.ema:
+        callbacks.insert(1, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    return callbacks
+
+
+def _async(callback):
+    """Mark a per-batch callback safe for Keras's asynchronous dispatch: it only reads the
+    logs (TerminateOnNaN), so the host need not wait for each step before the next."""
+    callback.async_safe = True
+    return callback
+
+
 def _launch_process_id(config, launch) -> int:
     if "process_id" in launch:
         return int(launch["process_id"])
@@ -294,7 +320,7 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals) -> 
             atomic_write_text(workdir / "classes.json", json.dumps(list(data.classes)))
         steps = config.steps_per_epoch or len(data.train)
         model = build_model(config, data)
-        compile_model(model, config, steps)
+        schedule = compile_model(model, config, steps)
         if state:
             # Same construction path as the uninterrupted run, then the saved state:
             # weights, optimizer slots and step, random-generator counters.
@@ -314,18 +340,7 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals) -> 
             checkpoints.restore(state)
         if chief:
             _truncate_history(workdir / "history.csv", initial_epoch)
-            callbacks = [
-                RunLogger(config.batch_size),
-                keras.callbacks.TerminateOnNaN(),
-                HistoryCSV(str(workdir / "history.csv"), append=True),
-                TensorBoardLogger(workdir / "tensorboard"),
-                checkpoints,
-                stop,
-            ]
-        else:  # the record is process 0's; every process stops on Ctrl-C at the same epoch end
-            callbacks = [keras.callbacks.TerminateOnNaN(), stop]
-        if config.ema:
-            callbacks.insert(1, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+        callbacks = make_callbacks(config, workdir, chief, steps, schedule, checkpoints, stop)
         data.train.set_epoch(initial_epoch)
         validation = EvenBatches(data.validation) if topology.distributed and data.validation else data.validation
         start = time.perf_counter()
