@@ -32,12 +32,22 @@ def tiny_dp(num_classes=10, input_shape=(16, 16, 3), classifier_activation="soft
 
 
 if __name__ == "__main__":
-    from layerkit.training.config import LAUNCH_KEYS, Config
+    import dataclasses
 
-    if sys.argv[2:3] == ["--resume"]:
-        given = apply_overrides(Config(), sys.argv[3:])
-        launch = {key: getattr(given, key) for key in LAUNCH_KEYS if any(a.startswith(key + "=") for a in sys.argv[3:])}
+    from layerkit.training.distribution import Launch
+
+    resume = sys.argv[2:3] == ["--resume"]
+    fields = {f.name: f.type for f in dataclasses.fields(Launch)}
+    launch, overrides = {}, []
+    for arg in sys.argv[3 if resume else 2:]:
+        key, _, value = arg.partition("=")
+        if key in fields:
+            launch[key] = fields[key](value)
+        else:
+            overrides.append(arg)
+    launch = Launch(**launch)
+    if resume:
         print(train(None, sys.argv[1], resume=True, verbose=0, launch=launch))
     else:
-        config = apply_overrides(get_recipe("sample", smoke_run=True), OVERRIDES + sys.argv[2:])
-        print(train(config, sys.argv[1], verbose=0))
+        config = apply_overrides(get_recipe("sample", smoke_run=True), OVERRIDES + overrides)
+        print(train(config, sys.argv[1], verbose=0, launch=launch))

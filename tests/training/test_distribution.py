@@ -121,6 +121,19 @@ def test_a_coordinator_that_never_answers_fails_fast(tmp_path):
     assert seconds < 30
 
 
+def test_launch_settings_are_not_the_runs_config():
+    from layerkit.training.config import keys
+    from layerkit.training.distribution import DistributionError, Launch
+
+    assert not {"devices", "coordinator", "num_processes", "process_id", "init_timeout"} & set(keys())
+    env = {"JAX_COORDINATOR_ADDRESS": "h:9", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1"}
+    assert Launch(devices=2).resolved(env) == Launch(2, "h:9", 2, 1, 60.0)
+    with pytest.raises(DistributionError, match="devices must be >= 0.*-1"):
+        Launch(devices=-1).resolved({})
+    with pytest.raises(DistributionError, match="init_timeout must be > 0.*0"):
+        Launch(init_timeout=0).resolved({})
+
+
 def test_launch_settings_are_checked_before_anything_starts(tmp_path):
     from layerkit.training.distribution import DistributionError, launch_settings
 

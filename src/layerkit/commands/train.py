@@ -55,7 +55,9 @@ def run(args):
 def _run(args, signals) -> dict:
     from layerkit.training import apply_overrides, get_recipe, train
 
-    launch = {k: getattr(args, k) for k in LAUNCH_FLAGS if getattr(args, k) is not None}
+    from layerkit.training.distribution import Launch
+
+    launch = Launch(**{k: getattr(args, k) for k in LAUNCH_FLAGS if getattr(args, k) is not None})
     if args.resume:
         if not args.out:
             raise ValueError("--resume needs --out DIR, the run directory to continue")

@@ -50,12 +50,6 @@ class Config:
     tta: bool = False  # test-time augmentation (horizontal flip) in the final evaluation
     steps_per_epoch: int = 0  # 0 = a full pass over the training split
     report: bool = True  # write plots and report.md at the end
-    # === Devices and processes (layerkit.training.distribution) ===
-    devices: int = 0  # devices per process (0 = all local accelerators, or the one CPU)
-    coordinator: str = ""  # HOST:PORT of process 0 for multi-process runs ("" = one process)
-    num_processes: int = 1  # processes in the run (each reads its own shard of the data)
-    process_id: int = 0  # this process's index, 0..num_processes-1 (0 writes the record)
-    init_timeout: float = 60.0  # seconds to wait for every process to join, and for a silent peer, then fail
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -129,7 +123,6 @@ def apply_overrides(config: Config, overrides) -> Config:
     return config
 
 
-LAUNCH_KEYS = ("devices", "coordinator", "num_processes", "process_id", "init_timeout")  # per launch, not per run
 
 
 def _split(text: str):
@@ -154,16 +147,9 @@ def validate(config: Config) -> Config:
             raise ValueError(
                 f"Config key '{key}' must be one of {', '.join(choices)}. Received: {getattr(config, key)!r}"
             )
-    for key in ("epochs", "batch_size", "num_processes"):
+    for key in ("epochs", "batch_size"):
         if getattr(config, key) < 1:
             raise ValueError(f"Config key '{key}' must be >= 1. Received: {getattr(config, key)}")
-    if config.devices < 0:
-        raise ValueError(f"Config key 'devices' must be >= 0 (0 = all local accelerators). Received: {config.devices}")
-    if not 0 <= config.process_id < config.num_processes:
-        raise ValueError(f"Config key 'process_id' must be in [0, num_processes={config.num_processes}). "
-                         f"Received: {config.process_id}")
-    if config.init_timeout <= 0:
-        raise ValueError(f"Config key 'init_timeout' must be > 0 seconds. Received: {config.init_timeout}")
     if config.lr <= 0:
         raise ValueError(f"Config key 'lr' must be > 0. Received: {config.lr}")
     if not 0 <= config.label_smoothing < 1:

@@ -61,6 +61,35 @@ class Topology:
         return text
 
 
+# === How a run is launched ===
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How a run is launched, not what it is: the devices and processes of this launch.
+
+    The CLI builds one from its flags (`--devices`, `--coordinator`, `--num-processes`,
+    `--process-id`, `--init-timeout`); it applies to that launch only, a resume included, and
+    is never written into the run's config.json. `resolved()` fills in JAX's environment
+    variables and checks every field.
+    """
+
+    devices: int = 0  # devices per process (0 = all local accelerators, or the one CPU)
+    coordinator: str = ""  # HOST:PORT of process 0 ("" = one process)
+    num_processes: int = 1
+    process_id: int = 0  # 0 writes the record
+    init_timeout: float = 60.0  # seconds to wait for every process to join, and for a silent peer
+
+    def resolved(self, environ=None) -> "Launch":
+        if isinstance(self.devices, bool) or not isinstance(self.devices, int) or self.devices < 0:
+            raise DistributionError(f"devices must be >= 0 (0 = all local accelerators). Received: {self.devices!r}")
+        if not self.init_timeout > 0:
+            raise DistributionError(f"init_timeout must be > 0 seconds. Received: {self.init_timeout!r}")
+        coordinator, num_processes, process_id = launch_settings(
+            self.coordinator, self.num_processes, self.process_id, environ)
+        return Launch(self.devices, coordinator, num_processes, process_id, float(self.init_timeout))
+
+
 # === Multi-process runtime ===
 
 
@@ -205,20 +234,19 @@ def select_devices(requested: int, process_count: int) -> tuple[list, list]:
     return chosen, local[:requested]
 
 
-def setup(config, verbose: bool = True) -> Topology:
-    """Start the runtime `config` asks for, choose the devices, set the keras distribution.
+def setup(config, launch: Launch, verbose: bool = True) -> Topology:
+    """Start the runtime `launch` asks for, choose the devices, set the keras distribution.
 
-    Raises `DistributionError` when the global batch does not split evenly over the devices.
+    Raises `DistributionError` when `config`'s global batch does not split evenly over the devices.
     """
-    coordinator, num_processes, process_id = launch_settings(
-        config.coordinator, config.num_processes, config.process_id)
-    if num_processes > 1:
-        initialize_processes(coordinator, num_processes, process_id, config.init_timeout)
+    launch = launch.resolved()
+    if launch.num_processes > 1:
+        initialize_processes(launch.coordinator, launch.num_processes, launch.process_id, launch.init_timeout)
     import jax
     import keras
 
     process_index, process_count = jax.process_index(), jax.process_count()
-    devices, local = select_devices(config.devices, process_count)
+    devices, local = select_devices(launch.devices, process_count)
     if config.batch_size % len(devices):
         raise DistributionError(
             f"batch_size must be divisible by the number of devices to split the global batch "
@@ -231,7 +259,7 @@ def setup(config, verbose: bool = True) -> Topology:
     keras.distribution.set_distribution(distribution)
     topology = Topology(process_index, process_count, devices, local, distribution)
     if process_count > 1:
-        topology.peer_watch = PeerWatch(process_index, process_count, config.init_timeout).start()
+        topology.peer_watch = PeerWatch(process_index, process_count, launch.init_timeout).start()
     if verbose:
         print(f"layerkit: found {topology.describe()}; "
               + (f"data-parallel, global batch {config.batch_size} = {config.batch_size // len(devices)}"

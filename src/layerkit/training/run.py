@@ -30,7 +30,7 @@ from layerkit.training.checkpoints import (Checkpoints, fault_point, read_state,
 from layerkit.training.rundir import RunLock, atomic_write_text
 from layerkit.training.stop import StopSignals
 from layerkit.training import distribution as dist
-from layerkit.training.config import LAUNCH_KEYS, Config, validate
+from layerkit.training.config import Config, validate
 from layerkit.training.data import EvenBatches, RunData, load_data
 from layerkit.training.losses import SparseCategoricalCrossentropy
 from layerkit.training.schedules import make_schedule
@@ -181,13 +181,13 @@ def _prepare(config: Config, workdir: Path, resume: bool, chief: bool = True):
     return config, None
 
 
-def train(config: Config | None, workdir, resume: bool = False, verbose=None, launch=None,
+def train(config: Config | None, workdir, resume: bool = False, verbose=None, launch: dist.Launch | None = None,
           signals: StopSignals | None = None, epochs: int | None = None) -> dict:
     """Train `config` into `workdir`, or with `resume` continue the run there from its
     last checkpoint (its saved config is used; pass ``config=None``).
 
-    `launch` sets the keys of this launch (devices, coordinator, num_processes, process_id,
-    init_timeout) over the config's, also on resume. `signals`: the `StopSignals` that stop
+    `launch` (a `distribution.Launch`): the devices and processes of this launch, also on
+    resume; default: one process, all local accelerators. `signals`: the `StopSignals` that stop
     the run (the CLI installs them first thing); by default they are installed here for the
     duration of the call. Returns the results dict also written to ``results.json`` (on
     process 0; the other processes return a short summary); ``{"stopped": True, ...}`` when
@@ -201,16 +201,11 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None, la
         if config is None:
             raise ValueError("train() needs a Config unless resume=True")
         config = validate(config)
-    launch = dict(launch or {})
-    unknown = set(launch) - set(LAUNCH_KEYS)
-    if unknown:
-        raise ValueError(f"launch takes only {', '.join(LAUNCH_KEYS)}. Received: {sorted(unknown)}")
-    if config is not None and launch:
-        config = validate(Config.from_dict({**config.to_dict(), **launch}))
-    chief = _launch_process_id(config, launch) == 0
+    launch = (launch or dist.Launch()).resolved()
+    chief = launch.process_id == 0
     previous = keras.distribution.distribution()
     if not resume:  # bad device or process settings fail before the run directory is made
-        topology = dist.setup(config)
+        topology = dist.setup(config, launch)
     if resume and chief and not (workdir / "config.json").exists():
         raise RunError(f"--resume: {workdir} holds no run (no config.json); start one without --resume")
     if epochs is not None and not resume:
@@ -228,9 +223,7 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None, la
         elif resume and epochs is not None:  # process 0 checks and records the extension
             config = dataclasses.replace(config, epochs=epochs)
         if resume:
-            if launch:
-                config = validate(Config.from_dict({**config.to_dict(), **launch}))
-            topology = dist.setup(config)
+            topology = dist.setup(config, launch)
         results = _train(config, workdir, state, verbose, topology, signals)
         if topology.peer_watch is not None:
             topology.peer_watch.done()
@@ -295,14 +288,6 @@ def _async(callback):
     logs (TerminateOnNaN), so the host need not wait for each step before the next."""
     callback.async_safe = True
     return callback
-
-
-def _launch_process_id(config, launch) -> int:
-    if "process_id" in launch:
-        return int(launch["process_id"])
-    return dist.launch_settings(config.coordinator if config else "",
-                                config.num_processes if config else 1,
-                                config.process_id if config else 0)[2]
 
 
 def _train(config: Config, workdir: Path, state, verbose, topology, signals) -> dict:
