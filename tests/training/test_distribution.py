@@ -19,7 +19,7 @@ import pytest
 from layerkit.training.run import load_checkpoint
 
 WORKER = Path(__file__).with_name("_distributed_worker.py")
-TIMEOUT = 240  # seconds for any one subprocess
+TIMEOUT = 900  # seconds for any one subprocess: a hang guard, generous for a loaded machine
 ENV = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1",
        "XLA_FLAGS": "--xla_force_host_platform_device_count=4 --xla_cpu_multi_thread_eigen=false"}
 for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):

@@ -48,12 +48,13 @@ def test_a_second_signal_stops_at_once_and_keeps_the_checkpoint(tmp_path):
     proc = _start(out)
     _wait_for_epoch(proc, out)
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.2)
+    time.sleep(0.5)  # the main thread is likely inside a step: its Python handlers wait, the watcher does not
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=600)
-    assert proc.returncode == -signal.SIGINT  # ended by the signal (the shell shows 130)
-    assert time.monotonic() - sent < 10
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 130, err[-2000:]
+    assert "stopped at once" in err
+    assert time.monotonic() - sent < 60  # not the rest of a 200-epoch run
     assert read_state(out)["epochs_completed"] >= 1  # the committed epoch stays readable
 
 
@@ -64,5 +65,5 @@ def test_two_signals_during_start_up_end_the_process_cleanly(tmp_path):
     proc.send_signal(signal.SIGINT)
     time.sleep(2)
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=600)
-    assert proc.returncode in (-signal.SIGINT, 130), proc.returncode  # never a segfault (-11)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 130, (proc.returncode, err[-2000:])  # never a segfault (-11)

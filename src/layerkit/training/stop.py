@@ -2,13 +2,15 @@
 checkpoint is saved), the second ends the process at once.
 
 Stopping at once is safe at any moment because a checkpoint is one atomic unit
-(`checkpoints.py`): the last committed epoch stays, and `--resume` continues from it. The
-first signal therefore hands both signals back to the operating system's default action,
-so the second ends the process even while the main thread is inside a long compilation or
-a device step, where a Python handler would only run once that call returns.
+(`checkpoints.py`): the last committed epoch stays, and `--resume` continues from it.
 
-Exit status: 130 for a run stopped early at an epoch end (`STOPPED`); a second signal ends
-the process by that signal (the shell shows 130 for SIGINT, 143 for SIGTERM).
+Signals are counted by a watcher thread reading Python's signal wake-up pipe, one byte per
+delivered signal, not by a Python handler: such a handler runs only when the main thread
+returns from the C call it is in (a compilation, a device step), and two signals that
+arrive meanwhile would count as one. So the second signal ends the process even while the
+main thread is busy.
+
+Exit status: 130 for a run stopped early, at an epoch end or at once (143 at once after SIGTERM).
 """
 
 import os
@@ -20,34 +22,67 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class StopSignals:
-    """Installs the handlers; `requested` turns True at the first signal."""
+    """Installs the handlers (main thread only; elsewhere it does nothing); `requested` turns
+    True at the first signal."""
 
     def __init__(self):
         self.requested = False
+        self.count = 0
         self._previous = {}
+        self._wakeup = None
+        self._pipe = None
 
     def install(self) -> "StopSignals":
-        if threading.current_thread() is threading.main_thread():
-            for sig in SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handler)
+        if threading.current_thread() is not threading.main_thread() or self._pipe is not None:
+            return self
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        self._pipe = (read_fd, write_fd)
+        self._wakeup = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        for sig in SIGNALS:
+            self._previous[sig] = signal.signal(sig, _counted_by_the_watcher)
+        threading.Thread(target=self._watch, args=(read_fd,), name="layerkit-stop-signals", daemon=True).start()
         return self
 
     def restore(self) -> None:
+        if self._pipe is None:
+            return
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
+        signal.set_wakeup_fd(self._wakeup if self._wakeup is not None else -1)
         self._previous = {}
+        os.close(self._pipe[1])  # the watcher's read returns b"" and it ends
+        self._pipe = None
 
-    def _handler(self, signum, frame):
-        self.requested = True
-        for sig in SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
+    def _watch(self, read_fd):
+        try:
+            while True:
+                data = os.read(read_fd, 64)
+                if not data:
+                    return
+                for signum in data:
+                    if signum in SIGNALS:
+                        self._received(signum)
+        finally:
+            os.close(read_fd)
+
+    def _received(self, signum) -> None:
+        self.count += 1
         name = signal.Signals(signum).name
-        # os.write, not print: a handler may run in the middle of another write to stderr
-        os.write(2, (f"\nlayerkit: {name}: stopping after this epoch (its checkpoint will be saved); "
-                     "send it again to stop at once (the last saved epoch stays).\n").encode())
+        if self.count == 1:
+            self.requested = True
+            os.write(2, (f"\nlayerkit: {name}: stopping after this epoch (its checkpoint will be saved); "
+                         "send it again to stop at once (the last saved epoch stays).\n").encode())
+            return
+        os.write(2, f"\nlayerkit: {name} again: stopped at once; the last saved epoch stays.\n".encode())
+        os._exit(STOPPED if signum == signal.SIGINT else 128 + signum)
 
     def __enter__(self):
         return self.install()
 
     def __exit__(self, *exc):
         self.restore()
+
+
+def _counted_by_the_watcher(signum, frame):
+    """The Python-level handler: nothing to do (the watcher thread counts the signals)."""
