@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from layerkit.data.records import index_records, write_records
+from layerkit.records import index_records, write_records
 from layerkit.data.sources import TFRecordSource
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from layerkit.data.download import Remote, download, sha256_of
 from layerkit.data.sources import open_dataset
-from tests.data.test_records import make_cifar
+from tests.records.test_records import make_cifar
 
 
 @pytest.fixture

@@ -69,7 +69,7 @@ def test_folder_source_labels_from_sorted_subfolders(tmp_path):
 
 def test_folder_without_images_is_refused(tmp_path):
     (tmp_path / "empty_class").mkdir()
-    with pytest.raises(ValueError, match="no images found"):
+    with pytest.raises(ValueError, match="class folder 'empty_class' holds no images"):
         FolderSource(tmp_path)
 
 
@@ -88,8 +88,8 @@ def test_array_source_checks_rank_dtype_and_labels():
 
 
 def test_tfrecord_folder(tmp_path):
-    example = pytest.importorskip("layerkit.data.example")
-    tfrecord = pytest.importorskip("layerkit.data.tfrecord")
+    example = pytest.importorskip("layerkit.records.example")
+    tfrecord = pytest.importorskip("layerkit.records.tfrecord")
     blobs = [_jpeg(c) for c in ("red", "green", "blue")]
     labels = [2, 0, 1]
     with tfrecord.ShardWriter(tmp_path / "s-00000-of-00002.tfrecord") as w:

@@ -37,8 +37,8 @@ def add_parser(subparsers):
 
 
 def run_write(args) -> int:
-    from layerkit.data.example import ImageKeys
-    from layerkit.data.records import write_records
+    from layerkit.records.example import ImageKeys
+    from layerkit.records import write_records
 
     keys = ImageKeys.flowers() if args.keys == "flowers" else ImageKeys()
     info = write_records(args.src, args.out, shards=args.shards, seed=args.seed, keys=keys,
@@ -48,8 +48,8 @@ def run_write(args) -> int:
 
 
 def run_verify(args) -> int:
-    from layerkit.data.records import verify_records
-    from layerkit.data.tfrecord import RecordError
+    from layerkit.records import verify_records
+    from layerkit.records.tfrecord import RecordError
 
     try:
         result = verify_records(args.out, decode=not args.no_decode)
@@ -61,7 +61,7 @@ def run_verify(args) -> int:
 
 
 def run_info(args) -> int:
-    from layerkit.data.records import records_info
+    from layerkit.records import records_info
 
     info = records_info(args.out)
     b = info["bytes"]
@@ -77,8 +77,8 @@ def run_info(args) -> int:
 
 
 def run_index(args) -> int:
-    from layerkit.data.example import ImageKeys
-    from layerkit.data.records import index_records
+    from layerkit.records.example import ImageKeys
+    from layerkit.records import index_records
 
     keys = None if args.keys is None else ImageKeys.flowers() if args.keys == "flowers" else ImageKeys()
     result = index_records(args.dir, keys)

@@ -91,7 +91,7 @@ def _pillow(data) -> np.ndarray:
 def read_image_file(path) -> bytes:
     """The bytes of image file `path`; a folder, FIFO or other non-regular file, or a file over
     `MAX_FILE_BYTES`, raises `DecodeError` naming it (nothing blocks)."""
-    from layerkit.data.tfrecord import RecordError, read_regular
+    from layerkit.records.tfrecord import RecordError, read_regular
 
     try:
         data = read_regular(path, MAX_FILE_BYTES, "an image file")
@@ -186,3 +186,20 @@ def decode_batch(blobs, size=None, threads=None, out=None) -> np.ndarray:
             chunks = np.array_split(np.arange(1, n), threads)
             list(pool.map(lambda idx: [work(i) for i in idx], chunks))
     return out
+
+
+def image_format(data: bytes) -> str:
+    """Short format name from the leading bytes ("jpeg", "png", ...), as stored in image/format."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data[:2] == b"BM":
+        return "bmp"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    return "unknown"

@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from layerkit.data.records import write_records
+from layerkit.records import write_records
 
 
 @dataclass(frozen=True)

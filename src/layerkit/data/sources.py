@@ -17,8 +17,8 @@ import numpy as np
 
 from layerkit.data import embedded
 from layerkit.data.npz import EncodedImages, load_npz
+from layerkit.data.scan import IMAGE_SUFFIXES, scan_class_folders  # noqa: F401 - IMAGE_SUFFIXES re-exported
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 NAMED = ("sample", "cifar10", "flowers")  # `open_dataset` names; "sample" ships in the package
 
 
@@ -61,9 +61,9 @@ class NpzSource:
     """A JPEG pack (`load_npz`): one byte buffer, offsets, labels, class names."""
 
     def __init__(self, pack):
-        self._name = "the image pack"
+        self.name = "the image pack"
         if not isinstance(pack, EncodedImages):
-            self._name = str(pack)
+            self.name = str(pack)
             pack = load_npz(pack)
         self._pack = pack
         self.classes = pack.classes
@@ -74,7 +74,7 @@ class NpzSource:
         return len(self.labels)
 
     def describe(self, i) -> str:
-        return f"{self._name} image {int(i)}"
+        return f"{self.name} image {int(i)}"
 
     def encoded_many(self, indices):
         data, offsets = self._pack.data, self._pack.offsets
@@ -82,28 +82,16 @@ class NpzSource:
 
 
 class FolderSource:
-    """A folder with one subfolder of images per class (sorted names give the labels)."""
+    """A folder with one subfolder of images per class, scanned by `layerkit.data.scan`
+    (sorted subfolder names give the labels; hidden and AppleDouble files skipped)."""
 
     def __init__(self, root):
-        root = Path(root)
-        if not root.is_dir():
-            raise ValueError(f"FolderSource expects a folder of class subfolders. Received: {root}")
-        class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-        files, labels = [], []
-        for label, d in enumerate(class_dirs):
-            # regular files only, as `records write` takes them: a folder named x.jpg is no image
-            # and a FIFO would block the reader
-            found = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
-            files += found
-            labels += [label] * len(found)
-        if not files:
-            raise ValueError(f"{root}: no images found in class subfolders; expected "
-                             f"ROOT/CLASS/*{{{','.join(IMAGE_SUFFIXES)}}}. "
-                             f"Found subfolders: {[d.name for d in class_dirs]}")
-        self.root = root
-        self.files = files
-        self.classes = tuple(d.name for d in class_dirs)
-        self.labels = np.asarray(labels, np.int64)
+        found = scan_class_folders(root)
+        self.root = found.root
+        self.name = str(found.root)
+        self.files = list(found.files)
+        self.classes = found.classes
+        self.labels = found.labels
         self.image_shape = None
 
     def __len__(self):
@@ -119,7 +107,7 @@ class FolderSource:
 
 
 class TFRecordSource:
-    """TFRecord shards of image Examples in a folder, as `layerkit.data.records` writes them.
+    """TFRecord shards of image Examples in a folder, as `layerkit.records.dataset` writes them.
 
     ``dataset.json`` gives the class names, the feature keys and the shard order; without
     it every ``*.tfrecord`` in the folder is read, in name order, with `keys` (default
@@ -128,7 +116,7 @@ class TFRecordSource:
     (naming the file and field, or the shard): records never go missing or appear unnoticed.
 
     The labels and where each image's bytes lie in its record come from the shard's labels
-    file (`layerkit.data.record_labels`) when it has a valid one (its checksum and trailer
+    file (`layerkit.records.labels`) when it has a valid one (its checksum and trailer
     fit the shard); otherwise each record is parsed once at opening. Every record read later
     is checked against its row: stored CRC, parsed label and image bytes
     (`record_labels.check_row`, ~14 µs a record), so a wrong label or image is never served;
@@ -136,17 +124,18 @@ class TFRecordSource:
     """
 
     def __init__(self, folder, keys=None):
-        from layerkit.data.record_labels import load_labels, scan_labels
-        from layerkit.data.records import read_dataset_info
-        from layerkit.data.tfrecord import RecordError, Shards
+        from layerkit.records.dataset import read_dataset_info
+        from layerkit.records.labels import load_labels, scan_labels
+        from layerkit.records.tfrecord import RecordError, Shards
 
         folder = Path(folder)
+        self.name = str(folder)
         meta_path = folder / "dataset.json"
         meta = read_dataset_info(meta_path, required=()) if os.path.lexists(meta_path) else {}
         if keys is None:
             keys = meta.get("image_keys")
             if keys is None:
-                from layerkit.data.example import ImageKeys
+                from layerkit.records.example import ImageKeys
                 keys = ImageKeys()
         self._keys = keys
         listed = meta.get("shards", [])
@@ -207,7 +196,7 @@ class TFRecordSource:
         return f"{self._shards.paths[s]}, record {j}, byte offset {int(self._shards.readers[s].offsets[j])}"
 
     def encoded_many(self, indices):
-        from layerkit.data.record_labels import check_row
+        from layerkit.records.labels import check_row
 
         indices = [int(i) for i in np.asarray(indices)]
         read = self._shards.read_many(indices, with_crc=True)
@@ -246,28 +235,42 @@ class Subset:
         return len(self.indices)
 
 
-def _is_tfrecord_dir(path: Path) -> bool:
-    return (path / "dataset.json").exists() or any(
-        p.suffix == ".tfrecord" or ".tfrecord-" in p.name for p in path.iterdir())
+def is_shard_folder(path: Path) -> bool:
+    """A folder of TFRecord shards: a ``dataset.json``, or a file named as shards are
+    (`layerkit.records.tfrecord.is_shard_name`: the one rule the readers use)."""
+    from layerkit.records.tfrecord import is_shard_name
+
+    return (path / "dataset.json").exists() or any(is_shard_name(p.name) and p.is_file() for p in path.iterdir())
 
 
 def open_source(path, split="train"):
-    """A source for a file or folder: ``.npz`` pack, TFRecord shards, or class subfolders.
+    """A source for a file or folder: ``.npz`` pack, CIFAR-10 python batches (folder or
+    ``.tar.gz``), TFRecord shards (a folder, or one shard file), or class subfolders.
 
-    A folder holding ``{split}.npz`` or a ``{split}/`` subfolder opens that split.
+    A folder holding ``{split}.npz`` or a ``{split}/`` subfolder opens that split (CIFAR-10
+    batches hold both splits: `split` picks one).
     """
+    from layerkit.data.cifar import CifarSource, is_cifar
+    from layerkit.records.tfrecord import is_shard_name
+
     path = Path(path)
-    if path.is_file():
-        if path.suffix != ".npz":
-            raise ValueError(f"Expected a .npz image pack or a folder. Received the file {path}")
-        return NpzSource(path)
-    if not path.is_dir():
+    if not os.path.exists(path):
         raise FileNotFoundError(f"No such file or folder: {path}")
+    if is_cifar(path):
+        return CifarSource(path, split)
+    if path.is_file():
+        if path.suffix == ".npz":
+            return NpzSource(path)
+        if is_shard_name(path.name):
+            return TFRecordSource(path)
+        raise ValueError(f"{path}: unknown image source; expected an .npz image pack, a TFRecord shard, "
+                         "a folder (class subfolders or shards) or CIFAR-10 python batches "
+                         "(cifar-10-batches-py/ or cifar-10-python.tar.gz)")
     if (path / f"{split}.npz").is_file():
         return NpzSource(path / f"{split}.npz")
     if (path / split).is_dir():
         return open_source(path / split, split)
-    if _is_tfrecord_dir(path):
+    if is_shard_folder(path):
         return TFRecordSource(path)
     return FolderSource(path)
 

@@ -12,8 +12,8 @@ import struct
 import time
 from pathlib import Path
 
-from layerkit.data.example import LEN, encode_varint, iter_fields
-from layerkit.data.tfrecord import ShardReader, encode_record
+from layerkit.records.example import LEN, encode_varint, iter_fields
+from layerkit.records.tfrecord import ShardReader, encode_record
 
 
 def _key(field, wire_type):

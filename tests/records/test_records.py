@@ -1,4 +1,4 @@
-"""write_records / verify_records / records_info and `layerkit records` (layerkit.data.records)."""
+"""write_records / verify_records / records_info and `layerkit records` (layerkit.records)."""
 
 import io
 import json
@@ -13,11 +13,11 @@ from PIL import Image
 
 from layerkit import cli
 from layerkit.data.decode import decode_image
-from layerkit.data.example import ImageKeys, encode_example, encode_image_example, image_example_fields
+from layerkit.records.example import ImageKeys, encode_example, encode_image_example, image_example_fields
 from layerkit.data.npz import load_npz
-from layerkit.data.record_labels import labels_path
-from layerkit.data.records import records_info, verify_records, write_records
-from layerkit.data.tfrecord import RecordError, Shards, ShardWriter, index_path
+from layerkit.records.labels import labels_path
+from layerkit.records import records_info, verify_records, write_records
+from layerkit.records.tfrecord import RecordError, Shards, ShardWriter, index_path
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cifar10" / "test.npz"
 needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared/data/cifar10/test.npz not present")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from layerkit.data.tfrecord import RecordError
+from layerkit.records.tfrecord import RecordError
 
 # wire types
 VARINT, I64, LEN, I32 = 0, 1, 2, 5

@@ -35,7 +35,7 @@ FRAME_BYTES = HEADER_BYTES + FOOTER_BYTES
 MAX_RECORD_BYTES = 64 * 1024 * 1024  # refuse larger length fields before allocating
 MAX_COALESCED_READ = 8 * 1024 * 1024  # read_many joins neighbouring records up to this
 INDEX_SUFFIX = ".index"
-LABELS_SUFFIX = ".labels"  # the labels file beside a shard: layerkit.data.record_labels
+LABELS_SUFFIX = ".labels"  # the labels file beside a shard: layerkit.records.labels
 _MASK_DELTA = 0xA282EAD8
 _U32 = 0xFFFFFFFF
 
@@ -591,11 +591,17 @@ class ShardReader:
             self.close()
 
 
+SHARD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrec")
+_NUMBERED = re.compile(r"-\d+-of-\d+$")  # name-00000-of-00010, train.tfrecord-00000-of-00010
+
+
 def is_shard_name(name: str) -> bool:
-    """TFRecord shard names as TF and Keras labs write them; not indexes or hidden temp files."""
+    """The one shard-name rule (a folder's shards are the regular files it accepts):
+    ``*.tfrecord``, ``*.tfrecords``, ``*.tfrec`` and ``NAME-NNNNN-of-NNNNN``, not hidden, not an
+    ``.index`` or ``.labels`` side file. A file named explicitly is read whatever its name."""
     if name.startswith(".") or name.endswith((INDEX_SUFFIX, LABELS_SUFFIX)):
         return False
-    return name.endswith((".tfrecord", ".tfrecords", ".tfrec")) or ".tfrecord-" in name
+    return name.endswith(SHARD_SUFFIXES) or bool(_NUMBERED.search(name))
 
 
 def shard_paths(paths_or_dir) -> list[Path]:
@@ -606,7 +612,7 @@ def shard_paths(paths_or_dir) -> list[Path]:
             paths = sorted(f for f in p.iterdir() if is_shard_name(f.name) and f.is_file())
             if not paths:
                 raise ValueError(
-                    f"folder {p} holds no shards (files named *.tfrecord, *.tfrecords, *.tfrec or *.tfrecord-*)"
+                    f"folder {p} holds no shards (files named *.tfrecord, *.tfrecords, *.tfrec or NAME-NNNNN-of-NNNNN)"
                 )
             return paths
         return [p]

@@ -1,4 +1,4 @@
-"""tf.train.Example wire format by hand (layerkit.data.example)."""
+"""tf.train.Example wire format by hand (layerkit.records.example)."""
 
 import json
 import math
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from layerkit.data.example import (
+from layerkit.records.example import (
     ExampleError,
     ImageKeys,
     decode_varint,
@@ -21,7 +21,7 @@ from layerkit.data.example import (
     parse_example,
     parse_image_example,
 )
-from layerkit.data.tfrecord import RecordError, ShardReader
+from layerkit.records.tfrecord import RecordError, ShardReader
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -28,10 +28,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from layerkit.data.pipeline import Pipeline
-from layerkit.data.record_labels import TRAILER, labels_path, write_labels
-from layerkit.data.records import verify_records, write_records
+from layerkit.records.labels import TRAILER, labels_path, write_labels
+from layerkit.records import verify_records, write_records
 from layerkit.data.sources import TFRecordSource
-from layerkit.data.tfrecord import ShardReader, ShardWriter, index_path, scan_offsets
+from layerkit.records.tfrecord import ShardReader, ShardWriter, index_path, scan_offsets
 
 EXAMPLES = int(os.environ.get("LAYERKIT_FUZZ_EXAMPLES", "60"))
 SHARDS, IMAGES, CLASSES = 3, 24, 3

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from layerkit.data.example import DEFAULT_KEYS, parse_image_example
-from layerkit.data.tfrecord import FRAME_BYTES, LABELS_SUFFIX, RecordError, _atomic_write, crc32c, read_npy_int64
+from layerkit.records.example import DEFAULT_KEYS, parse_image_example
+from layerkit.records.tfrecord import FRAME_BYTES, LABELS_SUFFIX, RecordError, _atomic_write, crc32c, read_npy_int64
 
 COLUMNS = 4  # label, image start, image size, masked CRC
 COLUMN_NAMES = ("label", "image start", "image size", "CRC")

@@ -13,10 +13,10 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from layerkit.data.record_labels import scan_labels, write_labels
-from layerkit.data.records import index_records, verify_records, write_records
+from layerkit.records.labels import scan_labels, write_labels
+from layerkit.records import index_records, verify_records, write_records
 from layerkit.data.sources import TFRecordSource, open_dataset
-from layerkit.data.tfrecord import RecordError, ShardReader, index_path, write_index
+from layerkit.records.tfrecord import RecordError, ShardReader, index_path, write_index
 
 
 @pytest.fixture()
@@ -218,7 +218,7 @@ def _cifar_folder(tmp_path, batch):
 def test_cifar_pickles_cannot_allocate_what_the_file_does_not_hold(tmp_path, batch, why):
     import tracemalloc
 
-    from layerkit.data.records import write_records as write
+    from layerkit.records import write_records as write
 
     folder = _cifar_folder(tmp_path, batch)
     assert (folder / "test_batch").stat().st_size < 13_000  # asks for up to 2.7 GB
@@ -232,11 +232,11 @@ def test_cifar_pickles_cannot_allocate_what_the_file_does_not_hold(tmp_path, bat
 
 
 def test_real_cifar_pickles_still_load(tmp_path):
-    from layerkit.data.record_sources import from_cifar
+    from layerkit.data.cifar import CifarSource
 
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, (3, 3072), dtype=np.uint8)
-    source = from_cifar(_cifar_folder(tmp_path, {b"data": data, b"labels": [1, 2, 3]}), "test")
+    source = CifarSource(_cifar_folder(tmp_path, {b"data": data, b"labels": [1, 2, 3]}), "test")
     assert source.labels.tolist() == [1, 2, 3] and len(source) == 3
 
 
@@ -356,7 +356,7 @@ def test_temporary_files_of_a_killed_writer_are_removed_at_the_next_write(tmp_pa
 
     out = tmp_path / "o"
     out.mkdir()
-    code = ("import os, signal; from layerkit.data.tfrecord import ShardWriter; "
+    code = ("import os, signal; from layerkit.records.tfrecord import ShardWriter; "
             f"w = ShardWriter({str(out / 'records-00000-of-00001.tfrecord')!r}); w.write(b'x' * 100); "
             "w._file.flush(); os.kill(os.getpid(), signal.SIGKILL)")
     subprocess.run([sys.executable, "-c", code], check=False)

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from layerkit.data import tfrecord
-from layerkit.data.example import encode_image_example, image_example_fields
-from layerkit.data.record_labels import TRAILER, labels_path, load_labels, write_labels
-from layerkit.data.records import verify_records, write_records
+from layerkit.records import tfrecord
+from layerkit.records.example import encode_image_example, image_example_fields
+from layerkit.records.labels import TRAILER, labels_path, load_labels, write_labels
+from layerkit.records import verify_records, write_records
 from layerkit.data.sources import TFRecordSource
-from layerkit.data.tfrecord import RecordError, ShardReader, Shards, ShardWriter
+from layerkit.records.tfrecord import RecordError, ShardReader, Shards, ShardWriter
 
 
 @pytest.fixture()
@@ -188,7 +188,7 @@ def test_index_gives_foreign_shards_labels_files(written, capsys):
 
 
 def test_index_names_the_record_that_is_not_an_image_example(written):
-    from layerkit.data.records import index_records
+    from layerkit.records import index_records
 
     shard = sorted(written.glob("*.tfrecord"))[2]
     with ShardReader(shard) as r:

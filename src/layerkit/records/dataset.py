@@ -1,10 +1,10 @@
-"""Image data sets as TFRecord shards: `write_records`, `verify_records`, `records_info`.
+"""A records folder: its ``dataset.json``, and `verify_records`, `records_info`, `index_records`.
 
-An output folder holds ``NAME-00000-of-0000N.tfrecord`` shards (each with its
-``.index``) and ``dataset.json`` (classes, counts, shards, feature keys), written
-last so a folder without it is an unfinished write. Each record is a
-`tf.train.Example` with the image's original encoded bytes, its label, format,
-height and width (names set by `ImageKeys`).
+A folder `write_records` made holds ``NAME-00000-of-0000N.tfrecord`` shards (each with its
+``.index`` and ``.labels``) and ``dataset.json`` (classes, counts, shards, feature keys),
+written last so a folder without it is an unfinished write. Each record is a
+`tf.train.Example` with the image's original encoded bytes, its label, format, height and
+width (names set by `ImageKeys`).
 """
 
 import json
@@ -13,41 +13,17 @@ import sys
 import time
 import warnings
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from layerkit.data.decode import decode_image
-from layerkit.data.example import (
-    DEFAULT_KEYS,
-    ImageKeys,
-    encode_image_example,
-    image_example_fields,
-    image_fields,
-    parse_example,
-)
-from layerkit.data.record_labels import COLUMN_NAMES, labels_path, load_labels, scan_labels, write_labels
-from layerkit.data.record_sources import image_format, open_source
-from layerkit.data.tfrecord import (
-    INDEX_SUFFIX,
-    LABELS_SUFFIX,
-    MAX_RECORD_BYTES,
-    RecordError,
-    ShardReader,
-    ShardWriter,
-    _atomic_write,
-    index_path,
-    masked_crc32c,
-    read_regular,
-    remove_stale_temps,
-)
+from layerkit.records.example import DEFAULT_KEYS, ImageKeys, image_example_fields, image_fields, parse_example
+from layerkit.records.labels import COLUMN_NAMES, labels_path, load_labels, scan_labels, write_labels
+from layerkit.records.tfrecord import RecordError, ShardReader, masked_crc32c, read_regular, remove_stale_temps
 
 DATASET_FILE = "dataset.json"
 MAX_DATASET_JSON_BYTES = 64 * 1024 * 1024  # a folder of a million shards stays below this
-FORMAT = "layerkit-records/1"
-CHUNK = 256  # images prepared per batch of threads
 
 
 class Progress:
@@ -71,121 +47,6 @@ class Progress:
             print(file=sys.stderr, flush=True)
 
 
-# === Writing ===
-
-
-def shard_name(name: str, k: int, n: int) -> str:
-    return f"{name}-{k:05d}-of-{n:05d}.tfrecord"
-
-
-def _prepare(source, i: int):
-    """(encoded bytes, label, format, height, width) of source image i, checked."""
-    label = int(source.labels[i])
-    if not 0 <= label < len(source.classes):
-        raise ValueError(
-            f"{source.describe(i)}: label {label} is out of range for {len(source.classes)} classes "
-            f"(expected 0..{len(source.classes) - 1})"
-        )
-    data = source.encoded(i)
-    try:
-        pixels = decode_image(data)  # grayscale/CMYK convert here; the stored bytes stay as they are
-    except ValueError as err:
-        raise ValueError(f"{source.describe(i)}: image does not decode: {err}") from err
-    return data, label, image_format(data), pixels.shape[0], pixels.shape[1]
-
-
-def _clear_old(out: Path, overwrite: bool) -> None:
-    old = (sorted(out.glob("*.tfrecord")) + sorted(out.glob("*.tfrecord" + INDEX_SUFFIX))
-           + sorted(out.glob("*.tfrecord" + LABELS_SUFFIX)))
-    if (out / DATASET_FILE).exists():
-        old.append(out / DATASET_FILE)
-    if old and not overwrite:
-        raise ValueError(f"{out} already holds records ({old[0].name}, ...); pass overwrite=True (--overwrite) to replace them")
-    for p in old:
-        p.unlink()
-
-
-def write_records(
-    src,
-    out_dir,
-    shards: int = 1,
-    seed: int = 0,
-    keys: ImageKeys = DEFAULT_KEYS,
-    name: str = "records",
-    split: str = "train",
-    overwrite: bool = False,
-    threads: int | None = None,
-    progress: bool | None = None,
-    max_record_bytes: int = MAX_RECORD_BYTES,
-) -> dict:
-    """Write the images of `src` as `shards` TFRecord shards in `out_dir`; return the dataset.json dict.
-
-    `src` is a folder of class subfolders, an ``.npz`` pack, or CIFAR-10 python
-    batches (folder or ``.tar.gz``; `split` picks train or test). Records are
-    shuffled with `seed` and split into shards whose sizes differ by at most one.
-    Every image must decode and every label lie in range, else a `ValueError`
-    names the image.
-
-    Temporary files that an earlier, killed writer left in `out_dir`
-    (``.NAME.PID-RANDOM.tmp`` whose process no longer exists) are deleted first.
-    """
-    if not isinstance(shards, int) or isinstance(shards, bool) or shards < 1:
-        raise ValueError(f"shards must be a positive int, got {shards!r}")
-    source = open_source(src, split)
-    n = len(source)
-    if n == 0:
-        raise ValueError(f"{source.name}: no images to write")
-    if shards > n:
-        raise ValueError(f"shards={shards} exceeds the {n} images of {source.name}; use at most {n}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out)  # what a killed writer left (its pid is gone); see remove_stale_temps
-    _clear_old(out, overwrite)
-
-    order = np.random.default_rng(seed).permutation(n)
-    bounds = np.linspace(0, n, shards + 1).round().astype(int)  # balanced: sizes differ by at most one
-    threads = threads or min(4, os.cpu_count() or 1)
-    bar = Progress(f"writing {out}", n, progress)
-    shard_list, counts, sizes = [], Counter(), Counter()
-    try:
-        with ThreadPoolExecutor(threads) as pool:
-            for k in range(shards):
-                path = out / shard_name(name, k, shards)
-                rows = []  # the shard's labels file: label, image start, image size, CRC
-                with ShardWriter(path, max_record_bytes) as writer:
-                    part = order[bounds[k] : bounds[k + 1]]
-                    for lo in range(0, len(part), CHUNK):
-                        for data, label, fmt, h, w in pool.map(lambda i: _prepare(source, int(i)), part[lo : lo + CHUNK]):
-                            payload = encode_image_example(data, label, fmt, h, w, keys)
-                            writer.write(payload)
-                            rows.append((label, payload.find(data), len(data), masked_crc32c(payload)))
-                            counts[label] += 1
-                            sizes[f"{h}x{w}"] += 1
-                        bar.update(bounds[k] + lo + len(part[lo : lo + CHUNK]))
-                shard_list.append({"file": path.name, "records": len(part), "bytes": path.stat().st_size})
-                write_labels(path, rows, writer.offsets)
-    except BaseException:
-        for s in shard_list:  # no partial data set: drop the shards this call finished
-            for p in (out / s["file"], index_path(out / s["file"]), labels_path(out / s["file"])):
-                p.unlink(missing_ok=True)
-        raise
-    finally:
-        bar.close()
-    info = {
-        "format": FORMAT,
-        "source": source.name,
-        "classes": list(source.classes),
-        "counts": {c: counts[i] for i, c in enumerate(source.classes)},
-        "records": n,
-        "seed": seed,
-        "image_sizes": dict(sizes.most_common()),
-        "keys": asdict(keys),
-        "shards": shard_list,
-    }
-    _atomic_write(out / DATASET_FILE, lambda f: f.write(json.dumps(info, indent=2).encode() + b"\n"))
-    return info
-
-
 # === Indexing shards another writer made ===
 
 
@@ -198,7 +59,7 @@ def index_records(folder, keys: ImageKeys | None = None, progress: bool | None =
     parsed once; a record that is not an image Example with a label >= 0 raises `RecordError`.
     Returns ``{"shards": k, "records": n, "indexes_written": m}``.
     """
-    from layerkit.data.tfrecord import shard_paths, write_index
+    from layerkit.records.tfrecord import shard_paths, write_index
 
     folder = Path(folder)
     remove_stale_temps(folder)

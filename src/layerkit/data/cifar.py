@@ -1,10 +1,6 @@
-"""Where images come from before they become records: a class-folder tree, an `.npz` pack, CIFAR-10 batches.
+"""CIFAR-10's python batches as a source (`CifarSource`), read without running their pickles.
 
-Each reader returns a `Source`: class names, labels, and ``encoded(i)`` giving
-image i's encoded bytes plus ``describe(i)`` naming it in error messages.
-
-Folder and `.npz` images are passed on exactly as stored (a JPEG stays that JPEG).
-CIFAR-10's python batches hold raw pixels and no encoding, so each image is
+The batches hold raw pixels and no encoding, so for `records write` each image is
 encoded as PNG (lossless). Those batches are Python pickles; they are read with
 `ArrayUnpickler`, which can build only plain numpy arrays (no object dtypes),
 ``codecs.encode`` (bytes in Python 3 protocol-2 pickles) and the builtin values
@@ -16,84 +12,14 @@ import codecs
 import io
 import pickle
 import tarfile
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from layerkit.data.decode import read_image_file
-from layerkit.data.npz import load_npz
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR_SPLITS = {"train": [f"data_batch_{k}" for k in range(1, 6)], "test": ["test_batch"]}
 MAX_CIFAR_MEMBER_BYTES = 256 * 1024 * 1024  # one batch is ~31 MB
-
-
-@dataclass(frozen=True)
-class Source:
-    """Images to write: image i is ``encoded(i)`` with class ``labels[i]``."""
-
-    name: str
-    classes: tuple[str, ...]
-    labels: np.ndarray  # int64, n
-    encoded: Callable[[int], bytes]
-    describe: Callable[[int], str]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-# === Folder of class subfolders ===
-
-
-def _visible(p: Path) -> bool:
-    return not p.name.startswith(".")
-
-
-def from_folder(root) -> Source:
-    """``root/<class>/<image>``: classes are the sorted subfolder names."""
-    root = Path(root)
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
-    if not class_dirs:
-        loose = [p.name for p in root.iterdir() if p.is_file() and _visible(p)]
-        raise ValueError(
-            f"{root}: no class subfolders found; expected {root}/<class name>/<image files>"
-            + (f" (found {len(loose)} loose files such as {loose[0]!r})" if loose else " (the folder is empty)")
-        )
-    files, labels = [], []
-    for label, d in enumerate(class_dirs):
-        images = sorted(p for p in d.iterdir() if p.is_file() and _visible(p) and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not images:
-            raise ValueError(
-                f"{d}: class folder {d.name!r} holds no images (expected files ending in "
-                f"{', '.join(sorted(IMAGE_SUFFIXES))}); remove it or add its images"
-            )
-        files += images
-        labels += [label] * len(images)
-    return Source(
-        name=str(root),
-        classes=tuple(d.name for d in class_dirs),
-        labels=np.asarray(labels, np.int64),
-        encoded=lambda i: read_image_file(files[i]),
-        describe=lambda i: str(files[i]),
-    )
-
-
-# === .npz pack ===
-
-
-def from_npz(path) -> Source:
-    pack = load_npz(path)
-    return Source(
-        name=str(path),
-        classes=pack.classes,
-        labels=pack.labels,
-        encoded=pack.encoded,
-        describe=lambda i: f"{path} image {i}",
-    )
 
 
 # === CIFAR-10 python batches ===
@@ -233,63 +159,46 @@ def encode_png(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def from_cifar(src, split="train") -> Source:
-    """CIFAR-10 python batches (``cifar-10-batches-py/`` or its ``.tar.gz``), each image encoded as PNG."""
-    if split not in CIFAR_SPLITS:
-        raise ValueError(f"CIFAR-10 split must be one of {sorted(CIFAR_SPLITS)}, got {split!r}")
-    src = Path(src)
-    pixels, labels, names = [], [], []
-    for name, data in _cifar_members(src, split):
-        p, lab = load_cifar_batch(data, name)
-        pixels.append(p)
-        labels.append(lab)
-        names += [f"{name} image {i}" for i in range(len(p))]
-    pixels, labels = np.concatenate(pixels), np.concatenate(labels)
-    return Source(
-        name=f"{src} ({split})",
-        classes=CIFAR10_CLASSES,
-        labels=labels,
-        encoded=lambda i: encode_png(pixels[i]),
-        describe=lambda i: names[i],
-    )
+class CifarSource:
+    """CIFAR-10 python batches (``cifar-10-batches-py/`` or its ``.tar.gz``), split `split`.
+
+    They hold raw pixels: `images(indices)` gives them as they are (what the pipeline reads),
+    `encoded_many(indices)` each as a PNG (lossless: what `records write` stores)."""
+
+    def __init__(self, src, split="train"):
+        if split not in CIFAR_SPLITS:
+            raise ValueError(f"CIFAR-10 split must be one of {sorted(CIFAR_SPLITS)}, got {split!r}")
+        src = Path(src)
+        pixels, labels, self._names = [], [], []
+        for name, data in _cifar_members(src, split):
+            p, lab = load_cifar_batch(data, name)
+            pixels.append(p)
+            labels.append(lab)
+            self._names.append((name, len(p)))
+        self._pixels = np.concatenate(pixels)
+        self._starts = np.cumsum([0] + [k for _, k in self._names])
+        self.name = f"{src} ({split})"
+        self.classes = CIFAR10_CLASSES
+        self.labels = np.concatenate(labels)
+        self.image_shape = (32, 32, 3)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def describe(self, i) -> str:
+        b = int(np.searchsorted(self._starts, int(i), side="right")) - 1
+        return f"{self._names[b][0]} image {int(i) - int(self._starts[b])}"
+
+    def images(self, indices):
+        return self._pixels[np.asarray(indices)]
+
+    def encoded_many(self, indices):
+        return [encode_png(self._pixels[i]) for i in np.asarray(indices)]
 
 
 def is_cifar(src: Path) -> bool:
+    """A folder holding CIFAR-10's python batches, or a ``.tar.gz`` of them."""
+    src = Path(src)
     if src.is_dir():
         return any((src / n).is_file() for names in CIFAR_SPLITS.values() for n in names)
     return src.name.endswith((".tar.gz", ".tgz"))
-
-
-def open_source(src, split="train") -> Source:
-    """Pick the reader for `src`: CIFAR-10 batches (folder or .tar.gz), an .npz pack, or a class-folder tree."""
-    src = Path(src)
-    if not src.exists():
-        raise FileNotFoundError(f"image source {src} does not exist")
-    if is_cifar(src):
-        return from_cifar(src, split)
-    if src.is_file() and src.suffix == ".npz":
-        return from_npz(src)
-    if src.is_dir():
-        return from_folder(src)
-    raise ValueError(
-        f"{src}: unknown image source; expected a folder of class subfolders, an .npz pack, "
-        "or CIFAR-10 python batches (cifar-10-batches-py/ or cifar-10-python.tar.gz)"
-    )
-
-
-def image_format(data: bytes) -> str:
-    """Short format name from the leading bytes ("jpeg", "png", ...), as stored in image/format."""
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if data[:2] == b"BM":
-        return "bmp"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tiff"
-    return "unknown"
-

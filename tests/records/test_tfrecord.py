@@ -1,4 +1,4 @@
-"""TFRecord framing, index, writer and readers (layerkit.data.tfrecord)."""
+"""TFRecord framing, index, writer and readers (layerkit.records.tfrecord)."""
 
 import os
 import random
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from layerkit.data.tfrecord import (
+from layerkit.records.tfrecord import (
     RecordError,
     ShardReader,
     Shards,
@@ -447,7 +447,7 @@ def test_record_error_pickles_with_its_location(tmp_path):
 
 
 def test_reads_without_pread(tmp_path, monkeypatch):
-    import layerkit.data.tfrecord as tfrecord
+    import layerkit.records.tfrecord as tfrecord
 
     items = payloads(30)
     path = write_shard(tmp_path / "a.tfrecord", items)
