@@ -253,7 +253,7 @@ def test_payload_that_is_not_an_example():
         parse_image_example(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00")
     with pytest.raises(ExampleError, match="unsupported wire type 4"):
         parse_image_example(b"hello world")
-    with pytest.raises(ExampleError, match=r"no image feature 'image/encoded'; it has \[\]"):
+    with pytest.raises(ExampleError, match=r"no image feature 'image/encoded': .* its features are none"):
         parse_image_example(b"\x10\x01\x18\x02")  # a valid message of unknown fields only
 
 

@@ -90,7 +90,7 @@ def test_npz_round_trip_every_record_once(small_pack, tmp_path):
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert files == ["dataset.json"] + sorted(
         f"records-0000{k}-of-00004.tfrecord{s}" for k in range(4) for s in ("", ".index", ".labels"))
-    assert verify_records(tmp_path / "out") == {"records": 200, "shards": 4}
+    assert verify_records(tmp_path / "out") == {"records": 200, "shards": 4, "classes": 10, "keys": "default"}
 
 
 def test_seed_decides_the_order(small_pack, tmp_path):
@@ -381,7 +381,7 @@ def test_grayscale_and_cmyk_records_verify(written):
         label = image_example_fields(payloads[i])["label"]  # keep the class counts of dataset.json
         payloads[i] = encode_image_example(jpeg(mode, (32, 32)), label, "jpeg", 32, 32)
     rewrite_shard(shard, payloads)
-    assert verify_records(written) == {"records": 200, "shards": 4}
+    assert verify_records(written) == {"records": 200, "shards": 4, "classes": 10, "keys": "default"}
 
 
 def test_missing_index_or_shard(written):
@@ -395,7 +395,7 @@ def test_missing_index_or_shard(written):
 
 
 def test_not_a_records_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="dataset.json not found"):
+    with pytest.raises(ValueError, match="holds no shards"):  # no dataset.json and no shard
         verify_records(tmp_path)
     (tmp_path / "dataset.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="expected a JSON object, got list"):
@@ -410,7 +410,7 @@ def test_cli_write_verify_info_and_a_flipped_byte(small_pack, tmp_path, capsys, 
     assert run_cli("records", "write", small_pack, out, "--shards", "4", monkeypatch=monkeypatch) == 0
     assert "wrote 200 records of 10 classes in 4 shards" in capsys.readouterr().out
     assert run_cli("records", "verify", out, monkeypatch=monkeypatch) == 0
-    assert capsys.readouterr().out.strip() == "ok: 200 records in 4 shards"
+    assert capsys.readouterr().out.strip() == "ok: 200 records in 4 shards, 10 classes (keys: default)"
     assert run_cli("records", "info", out, monkeypatch=monkeypatch) == 0
     text = capsys.readouterr().out
     assert "records: 200 in 4 shards" in text and "airplane    20" in text and "32x32: 200" in text

@@ -14,33 +14,44 @@ def add_parser(subparsers):
     w.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
     w.add_argument("--name", default="records", help="shard file prefix (default 'records')")
     w.add_argument("--split", choices=["train", "test"], default="train", help="CIFAR-10 batches only")
-    w.add_argument("--keys", choices=["default", "flowers"], default="default",
-                   help="feature names: default image/encoded, image/class/label, ...; flowers: image, class")
+    w.add_argument("--keys", default="default", metavar="KEYS",
+                   help="feature names: default (image/encoded, image/class/label, image/format, height, "
+                        "width), flowers (image, class), tfds (image, label), or encoded=KEY,label=KEY")
     w.add_argument("--overwrite", action="store_true", help="replace shards already in OUT")
     w.set_defaults(func=run_write)
 
-    v = sub.add_parser("verify", help="check every CRC, Example, label and image in OUT")
+    v = sub.add_parser("verify", help="check every CRC, Example, label and image in OUT (a records folder, "
+                                      "with or without dataset.json, or one shard)")
     v.add_argument("out", metavar="OUT")
     v.add_argument("--no-decode", action="store_true", help="skip decoding the images")
+    _reading_options(v)
     v.set_defaults(func=run_verify)
 
     i = sub.add_parser("info", help="counts per class, image sizes and bytes of OUT")
     i.add_argument("out", metavar="OUT")
+    _reading_options(i)
     i.set_defaults(func=run_info)
 
     x = sub.add_parser("index", help="write the index and labels file of every shard in DIR (e.g. shards "
                                      "TensorFlow wrote), so that opening DIR reads no record")
     x.add_argument("dir", metavar="DIR")
-    x.add_argument("--keys", choices=["default", "flowers"], default=None,
-                   help="feature names (default: dataset.json's, else image/encoded, image/class/label)")
+    _reading_options(x)
     x.set_defaults(func=run_index)
 
 
-def run_write(args) -> int:
-    from layerkit.records.example import ImageKeys
-    from layerkit.records import write_records
+def _reading_options(p):
+    p.add_argument("--keys", default=None, metavar="KEYS",
+                   help="feature names: default, flowers (image, class), tfds (image, label) or "
+                        "encoded=KEY,label=KEY (default: dataset.json's, else detected from the first record)")
+    p.add_argument("--compression", default=None, choices=["GZIP", "ZLIB", "none"],
+                   help="as TensorFlow's compression_type (default: detected from each shard's first bytes)")
 
-    keys = ImageKeys.flowers() if args.keys == "flowers" else ImageKeys()
+
+def run_write(args) -> int:
+    from layerkit.records import write_records
+    from layerkit.records.example import ImageKeys
+
+    keys = ImageKeys.parse(args.keys)
     info = write_records(args.src, args.out, shards=args.shards, seed=args.seed, keys=keys,
                          name=args.name, split=args.split, overwrite=args.overwrite)
     print(f"wrote {info['records']} records of {len(info['classes'])} classes in {len(info['shards'])} shards to {args.out}")
@@ -52,21 +63,23 @@ def run_verify(args) -> int:
     from layerkit.records.tfrecord import RecordError
 
     try:
-        result = verify_records(args.out, decode=not args.no_decode)
+        result = verify_records(args.out, decode=not args.no_decode, keys=args.keys, compression=args.compression)
     except RecordError as err:
         print(f"layerkit records verify: FAILED: {err}", file=sys.stderr)
         return 1
-    print(f"ok: {result['records']} records in {result['shards']} shards")
+    print(f"ok: {result['records']} records in {result['shards']} shards, {result['classes']} classes "
+          f"(keys: {result['keys']})")
     return 0
 
 
 def run_info(args) -> int:
     from layerkit.records import records_info
 
-    info = records_info(args.out)
+    info = records_info(args.out, keys=args.keys, compression=args.compression)
     b = info["bytes"]
     print(f"records: {info['records']} in {len(info['shards'])} shards, {b['shards']:,} bytes "
           f"({b['images']:,} of images, {b['mean_image']:.0f} per image)")
+    print(f"keys: {info['keys']}; compression: {', '.join(info['compression']) or 'none'}")
     width = max(len(c) for c in info["classes"]) if info["classes"] else 0
     print("classes:")
     for c, k in info["classes"].items():
@@ -77,11 +90,9 @@ def run_info(args) -> int:
 
 
 def run_index(args) -> int:
-    from layerkit.records.example import ImageKeys
     from layerkit.records import index_records
 
-    keys = None if args.keys is None else ImageKeys.flowers() if args.keys == "flowers" else ImageKeys()
-    result = index_records(args.dir, keys)
+    result = index_records(args.dir, args.keys, compression=args.compression)
     print(f"indexed {result['records']} records in {result['shards']} shards of {args.dir} "
-          f"({result['indexes_written']} offset indexes written)")
+          f"({result['indexes_written']} offset indexes written; keys: {result['keys']})")
     return 0

@@ -13,6 +13,9 @@ def add_parser(subparsers):
     p.add_argument("--recipe", default=None, help="a recipe name (see `layerkit recipes`); default: sample")
     p.add_argument("--model", default=None, help="a zoo model name; overrides the recipe's model")
     p.add_argument("--data", default=None, help="sample, cifar10, flowers, or a path (.npz, shards, folders)")
+    p.add_argument("--keys", default=None, metavar="KEYS", dest="data_keys",
+                   help="TFRecord feature names: default, flowers, tfds or encoded=KEY,label=KEY "
+                        "(config key data_keys; default: detected from the first record)")
     p.add_argument("--test-data", default=None, metavar="PATH",
                    help="a separate test set; default: the data's own test split, else a stratified "
                         "test_split (0.1) carved out of --data, never trained on")
@@ -61,7 +64,7 @@ def _run(args, signals) -> dict:
     if args.resume:
         if not args.out:
             raise ValueError("--resume needs --out DIR, the run directory to continue")
-        given = [k for k in ("recipe", "model", "data", "test_data", "batch_size", "precision", "seed")
+        given = [k for k in ("recipe", "model", "data", "data_keys", "test_data", "batch_size", "precision", "seed")
                  if getattr(args, k) is not None] + (["overrides"] if args.overrides else [])
         if given:
             print(f"layerkit train --resume: using the saved config of {args.out}; ignoring {given}",
@@ -70,7 +73,8 @@ def _run(args, signals) -> dict:
     name = args.recipe or "sample"
     config = get_recipe(name, smoke_run=args.smoke)
     recipe_data = config.data
-    flags = {"model": args.model, "data": args.data, "test_data": args.test_data, "epochs": args.epochs,
+    flags = {"model": args.model, "data": args.data, "data_keys": args.data_keys, "test_data": args.test_data,
+             "epochs": args.epochs,
              "batch_size": args.batch_size, "precision": args.precision, "seed": args.seed}
     config = apply_overrides(config, {k: v for k, v in flags.items() if v is not None})
     config = apply_overrides(config, args.overrides)

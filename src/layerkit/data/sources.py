@@ -107,11 +107,14 @@ class FolderSource:
 
 
 class TFRecordSource:
-    """TFRecord shards of image Examples in a folder, as `layerkit.records.dataset` writes them.
+    """TFRecord shards of image Examples: a folder (`layerkit records write`'s, or TensorFlow's)
+    or one shard file.
 
     ``dataset.json`` gives the class names, the feature keys and the shard order; without
-    it every ``*.tfrecord`` in the folder is read, in name order, with `keys` (default
-    `ImageKeys()`). A malformed dataset.json, or one whose per-shard record counts, shard
+    it every file of the folder named as a shard (`layerkit.records.tfrecord.is_shard_name`)
+    is read, in name order, with `keys`: an `ImageKeys`, a name (default, flowers, tfds) or
+    ``encoded=KEY,label=KEY``; default: detected from the first record. `compression`: None
+    (detected per shard), "GZIP", "ZLIB" or "" (none), as TensorFlow's ``compression_type``. A malformed dataset.json, or one whose per-shard record counts, shard
     sizes or class counts differ from what the shards hold, raises `RecordError` at opening
     (naming the file and field, or the shard): records never go missing or appear unnoticed.
 
@@ -123,8 +126,9 @@ class TFRecordSource:
     a mismatch raises `RecordError` naming shard, record and byte offset.
     """
 
-    def __init__(self, folder, keys=None):
-        from layerkit.records.dataset import read_dataset_info
+    def __init__(self, folder, keys=None, compression=None):
+        from layerkit.records.dataset import read_dataset_info, reader_keys
+        from layerkit.records.example import ImageKeys
         from layerkit.records.labels import load_labels, scan_labels
         from layerkit.records.tfrecord import RecordError, Shards
 
@@ -132,17 +136,19 @@ class TFRecordSource:
         self.name = str(folder)
         meta_path = folder / "dataset.json"
         meta = read_dataset_info(meta_path, required=()) if os.path.lexists(meta_path) else {}
-        if keys is None:
-            keys = meta.get("image_keys")
-            if keys is None:
-                from layerkit.records.example import ImageKeys
-                keys = ImageKeys()
-        self._keys = keys
         listed = meta.get("shards", [])
         for entry in listed:
             if not os.path.lexists(folder / entry["file"]):
                 raise RecordError("shard listed in dataset.json is missing", folder / entry["file"])
-        self._shards = Shards([folder / e["file"] for e in listed] or folder)
+        self._shards = Shards([folder / e["file"] for e in listed] or folder, compression=compression)
+        if keys is not None:
+            keys = ImageKeys.parse(keys)
+        elif "image_keys" in meta:
+            keys = meta["image_keys"]
+        else:
+            first = [r for r in self._shards.readers if len(r)]
+            keys = reader_keys(first[0]) if first else ImageKeys()
+        self.keys = self._keys = keys
         for entry, reader in zip(listed, self._shards.readers):
             if len(reader) != entry["records"]:
                 raise RecordError(f"holds {len(reader)} records, dataset.json says {entry['records']}: the "
@@ -243,12 +249,13 @@ def is_shard_folder(path: Path) -> bool:
     return (path / "dataset.json").exists() or any(is_shard_name(p.name) and p.is_file() for p in path.iterdir())
 
 
-def open_source(path, split="train"):
+def open_source(path, split="train", keys=None, compression=None):
     """A source for a file or folder: ``.npz`` pack, CIFAR-10 python batches (folder or
     ``.tar.gz``), TFRecord shards (a folder, or one shard file), or class subfolders.
 
     A folder holding ``{split}.npz`` or a ``{split}/`` subfolder opens that split (CIFAR-10
-    batches hold both splits: `split` picks one).
+    batches hold both splits: `split` picks one). `keys` and `compression` are for TFRecord
+    shards (`TFRecordSource`); other sources ignore them.
     """
     from layerkit.data.cifar import CifarSource, is_cifar
     from layerkit.records.tfrecord import is_shard_name
@@ -262,16 +269,16 @@ def open_source(path, split="train"):
         if path.suffix == ".npz":
             return NpzSource(path)
         if is_shard_name(path.name):
-            return TFRecordSource(path)
+            return TFRecordSource(path, keys, compression)
         raise ValueError(f"{path}: unknown image source; expected an .npz image pack, a TFRecord shard, "
                          "a folder (class subfolders or shards) or CIFAR-10 python batches "
                          "(cifar-10-batches-py/ or cifar-10-python.tar.gz)")
     if (path / f"{split}.npz").is_file():
         return NpzSource(path / f"{split}.npz")
     if (path / split).is_dir():
-        return open_source(path / split, split)
+        return open_source(path / split, split, keys, compression)
     if is_shard_folder(path):
-        return TFRecordSource(path)
+        return TFRecordSource(path, keys, compression)
     return FolderSource(path)
 
 
@@ -298,12 +305,14 @@ def search_dirs(data_dir=None):
     return dirs
 
 
-def open_dataset(name_or_path="sample", split="train", data_dir=None):
+def open_dataset(name_or_path="sample", split="train", data_dir=None, keys=None, compression=None):
     """A source for a named data set or a path. No download: named sets are found on disk.
 
     ``sample`` is the embedded 5k/1k CIFAR-10 sample. ``cifar10`` and ``flowers`` are looked
     for as ``NAME/{split}.npz`` or ``NAME/{split}/`` (shards or class folders) under, in
     order: `data_dir`, ``$LAYERKIT_DATA``, ``~/.keras/datasets``, ``../shared/data``.
+    A path opens as `open_source` opens it; `keys` and `compression` apply to TFRecord shards
+    (default: keys detected from the first record, compression from each shard's first bytes).
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test'. Received: split={split!r}")
@@ -316,7 +325,7 @@ def open_dataset(name_or_path="sample", split="train", data_dir=None):
             for candidate in (d / name / f"{split}.npz", d / name / split):
                 looked.append(str(candidate))
                 if candidate.exists():
-                    return open_source(candidate, split)
+                    return open_source(candidate, split, keys, compression)
         raise FileNotFoundError(
             f"Data set {name!r} ({split}) not found; layerkit never downloads. Looked in: "
             + ", ".join(looked)
@@ -329,6 +338,6 @@ def open_dataset(name_or_path="sample", split="train", data_dir=None):
             raise ValueError(f"{name} holds one pool of images, no test split ({name}/test/ or "
                              f"{name}/test.npz): never test on training images. `layerkit train` "
                              "carves a test split out of it (test_split=0.1), or pass --test-data PATH")
-        return open_source(name, split)
+        return open_source(name, split, keys, compression)
     raise ValueError(f"Unknown data set {name!r}: expected one of {NAMED} or a path to an "
                      ".npz pack or a folder.")

@@ -243,8 +243,82 @@ class ImageKeys:
         """The Keras-on-TPU flowers lab's keys: ``image`` (JPEG bytes) and ``class`` (int64)."""
         return cls(encoded="image", label="class", format=None, height=None, width=None)
 
+    @classmethod
+    def tfds(cls) -> "ImageKeys":
+        """TensorFlow Datasets' image classification keys: ``image`` (encoded bytes), ``label`` (int64)."""
+        return cls(encoded="image", label="label", format=None, height=None, width=None)
+
+    @classmethod
+    def parse(cls, spec) -> "ImageKeys":
+        """Keys from a name (`KEY_SETS`: default, flowers, tfds), or ``encoded=KEY,label=KEY``
+        (also ``image=KEY``; optional ``format=``, ``height=``, ``width=``), as `--keys` takes them."""
+        if isinstance(spec, ImageKeys):
+            return spec
+        text = str(spec).strip()
+        if text in KEY_SETS:
+            return KEY_SETS[text]
+        if "=" not in text:
+            raise ValueError(f"keys must be one of {', '.join(KEY_SETS)} or encoded=KEY,label=KEY. Received: {spec!r}")
+        fields = {}
+        for part in text.split(","):
+            name, _, value = part.partition("=")
+            name = {"image": "encoded"}.get(name.strip(), name.strip())
+            if name not in ("encoded", "label", "format", "height", "width") or not value.strip():
+                raise ValueError(f"keys: {part.strip()!r} is not NAME=KEY with NAME one of encoded (or image), "
+                                 f"label, format, height, width. Received: {spec!r}")
+            fields[name] = value.strip()
+        if "encoded" not in fields or "label" not in fields:
+            raise ValueError(f"keys must name at least encoded=KEY and label=KEY. Received: {spec!r}")
+        return cls(**{"format": None, "height": None, "width": None, **fields})
+
+    def describe(self) -> str:
+        for name, keys in KEY_SETS.items():
+            if keys == self:
+                return name
+        return ",".join(f"{n}={getattr(self, n)}" for n in ("encoded", "label", "format", "height", "width")
+                        if getattr(self, n) is not None)
+
 
 DEFAULT_KEYS = ImageKeys()
+KEY_SETS = {"default": DEFAULT_KEYS, "flowers": ImageKeys.flowers(), "tfds": ImageKeys.tfds()}
+
+
+def _kind(values) -> str:
+    if not values:
+        return "empty"
+    kind = {bytes: "bytes", int: "int64", float: "float"}[type(values[0])]
+    return kind if len(values) == 1 else f"{len(values)} {kind}"
+
+
+def detect_keys(payload) -> ImageKeys:
+    """The key set (`KEY_SETS`, in that order) whose image is one bytes value and label one
+    int64 in this record; else an `ExampleError` naming the features found and the ``--keys``
+    that would fit them."""
+    features = parse_example(payload)
+    for keys in KEY_SETS.values():
+        if _fits(features, keys):
+            return keys
+    raise ExampleError(unknown_keys_message(features))
+
+
+def _fits(features, keys) -> bool:
+    image, label = features.get(keys.encoded), features.get(keys.label)
+    return (image is not None and len(image) == 1 and isinstance(image[0], bytes)
+            and label is not None and len(label) == 1 and isinstance(label[0], int))
+
+
+def unknown_keys_message(features) -> str:
+    found = ", ".join(f"{k!r} ({_kind(v)})" for k, v in sorted(features.items())) or "none"
+    images = [k for k, v in sorted(features.items()) if len(v) == 1 and isinstance(v[0], bytes)]
+    labels = [k for k, v in sorted(features.items()) if len(v) == 1 and isinstance(v[0], int)]
+    known = "; ".join(f"{name}: {keys.encoded}, {keys.label}" for name, keys in KEY_SETS.items())
+    hint = ""
+    if images and labels:
+        fits = [f"--keys encoded={i},label={lab}" for i in images for lab in labels][:3]
+        hint = " Pass " + " or ".join(fits) + " (the image's bytes and its int64 class)."
+    return (f"no known image key set fits this record ({known}); its features are {found}.{hint}"
+            if hint else f"no known image key set fits this record ({known}); its features are {found}, with no "
+            "single-bytes image and single-int64 label to choose with --keys encoded=KEY,label=KEY.")
 
 
 def encode_image_example(encoded, label: int, fmt, height: int, width: int, keys: ImageKeys = DEFAULT_KEYS) -> bytes:
@@ -263,7 +337,7 @@ def encode_image_example(encoded, label: int, fmt, height: int, width: int, keys
 
 def _single(features, key, kind, what):
     if key not in features:
-        raise ExampleError(f"Example has no {what} feature {key!r}; it has {sorted(features)}")
+        raise ExampleError(f"Example has no {what} feature {key!r}: {unknown_keys_message(features)}")
     values = features[key]
     if len(values) != 1 or not isinstance(values[0], kind):
         got = f"{len(values)} values" + (f" of type {type(values[0]).__name__}" if values else "")
@@ -274,6 +348,8 @@ def _single(features, key, kind, what):
 def parse_image_example(payload, keys: ImageKeys = DEFAULT_KEYS) -> tuple[bytes, int]:
     """(encoded image bytes, label) of a serialized image Example."""
     features = parse_example(payload, (keys.encoded, keys.label))
+    if keys.encoded not in features or keys.label not in features:
+        features = parse_example(payload)  # every feature, for the message
     return _single(features, keys.encoded, bytes, "image"), _single(features, keys.label, int, "label")
 
 
@@ -289,4 +365,7 @@ def image_fields(features: dict, keys: ImageKeys = DEFAULT_KEYS) -> dict:
 
 def image_example_fields(payload, keys: ImageKeys = DEFAULT_KEYS) -> dict:
     """Every field `keys` names that is present: encoded, label, format, height, width."""
-    return image_fields(parse_example(payload, (keys.encoded, keys.label, keys.format, keys.height, keys.width)), keys)
+    features = parse_example(payload, (keys.encoded, keys.label, keys.format, keys.height, keys.width))
+    if keys.encoded not in features or keys.label not in features:
+        features = parse_example(payload)  # every feature, for the message
+    return image_fields(features, keys)

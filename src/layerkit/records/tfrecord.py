@@ -1,6 +1,6 @@
 """TFRecord shards without TensorFlow: framing, an offset index, a writer and readers.
 
-A record is framed exactly as TensorFlow writes it (uncompressed)::
+A record is framed exactly as TensorFlow writes it::
 
     uint64 length (little-endian) | uint32 masked_crc32c(length bytes)
     payload (length bytes)        | uint32 masked_crc32c(payload)
@@ -10,7 +10,12 @@ offsets, one per record plus the shard's size, so record ``i`` is
 ``shard[offsets[i]:offsets[i + 1]]`` and can be read at random. A shard without
 a (valid) index is scanned once, reading only the 12-byte headers.
 
-Reads use ``os.pread`` on one descriptor (no shared file position), so one
+A shard TensorFlow wrote with ``compression_type="GZIP"`` or ``"ZLIB"`` (a gzip or zlib stream
+of those frames) is recognised by its first bytes, or named with ``compression=``, and
+decompressed into memory once (at most `MAX_DECOMPRESSED_BYTES`); its offsets, index and labels
+file then refer to the decompressed bytes.
+
+Uncompressed reads use ``os.pread`` on one descriptor (no shared file position), so one
 reader may serve many threads. Every fault raises `RecordError`, a `ValueError`
 naming the shard, the record and its byte offset.
 """
@@ -23,6 +28,7 @@ import stat
 import struct
 import threading
 import warnings
+import zlib
 from bisect import bisect_right
 from pathlib import Path
 
@@ -34,6 +40,8 @@ FOOTER_BYTES = 4  # uint32 masked CRC of the payload
 FRAME_BYTES = HEADER_BYTES + FOOTER_BYTES
 MAX_RECORD_BYTES = 64 * 1024 * 1024  # refuse larger length fields before allocating
 MAX_COALESCED_READ = 8 * 1024 * 1024  # read_many joins neighbouring records up to this
+MAX_DECOMPRESSED_BYTES = 1 << 30  # a GZIP/ZLIB shard is decompressed into memory, at most this much
+COMPRESSIONS = ("", "GZIP", "ZLIB")  # TensorFlow's compression_type values ("": none)
 INDEX_SUFFIX = ".index"
 LABELS_SUFFIX = ".labels"  # the labels file beside a shard: layerkit.records.labels
 _MASK_DELTA = 0xA282EAD8
@@ -157,26 +165,78 @@ def index_path(shard) -> Path:
 
 
 def scan_offsets(path, max_record_bytes=MAX_RECORD_BYTES) -> np.ndarray:
-    """Offsets of every record of a shard plus its size (int64, n + 1), reading headers only.
-
-    Checks each length field's CRC and bounds; payload CRCs are checked when read.
+    """Offsets of every record of an uncompressed shard plus its size (int64, n + 1), reading
+    headers only. Checks each length field's CRC and bounds; payload CRCs are checked when read.
     """
     path = os.fspath(path)
     max_record_bytes = _check_max(max_record_bytes)
-    offsets = [0]
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
     with open(fd, "rb") as f:  # non-blocking open: a FIFO in a shard's place is refused, never waited on
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise RecordError("expected a shard (a regular file), found something else", path)
-        size = st.st_size
-        offset = 0
-        while offset < size:
+
+        def read_at(n, offset):
             f.seek(offset)
-            length = parse_header(f.read(HEADER_BYTES), offset, size, max_record_bytes, path, len(offsets) - 1)
-            offset += length + FRAME_BYTES
-            offsets.append(offset)
+            return f.read(n)
+
+        return _scan(read_at, st.st_size, max_record_bytes, path)
+
+
+def _scan(read_at, size, max_record_bytes, path) -> np.ndarray:
+    offsets = [0]
+    offset = 0
+    while offset < size:
+        length = parse_header(read_at(HEADER_BYTES, offset), offset, size, max_record_bytes, path, len(offsets) - 1)
+        offset += length + FRAME_BYTES
+        offsets.append(offset)
     return np.asarray(offsets, np.int64)
+
+
+# === Compression ===
+
+
+def check_compression(compression) -> str | None:
+    """None (detect) or one of `COMPRESSIONS`; "none" and lower case are accepted."""
+    if compression is None:
+        return None
+    name = str(compression).upper()
+    name = "" if name == "NONE" else name
+    if name not in COMPRESSIONS:
+        raise ValueError(f"compression must be GZIP, ZLIB, none or None (detect), as TensorFlow's "
+                         f"compression_type. Received: compression={compression!r}")
+    return name
+
+
+def detect_compression(head: bytes) -> str:
+    """"" (plain TFRecord framing), "GZIP" or "ZLIB" from a shard's first 12 bytes. A valid
+    length CRC means plain framing (a chance match is 1 in 2**32), else the stream's magic."""
+    if len(head) >= HEADER_BYTES and masked_crc32c(head[:8]) == struct.unpack_from("<I", head, 8)[0]:
+        return ""
+    if head[:2] == b"\x1f\x8b":
+        return "GZIP"
+    if len(head) >= 2 and head[0] & 0x0F == 8 and head[0] >> 4 <= 7 and ((head[0] << 8) | head[1]) % 31 == 0:
+        return "ZLIB"
+    return ""  # not compressed either: the framing check reports what is wrong
+
+
+def decompress(data: bytes, compression: str, path=None, limit: int = MAX_DECOMPRESSED_BYTES) -> bytes:
+    """The TFRecord bytes inside a GZIP or ZLIB shard, refusing more than `limit` of them."""
+    d = zlib.decompressobj(wbits=31 if compression == "GZIP" else 15)
+    try:
+        out = d.decompress(data, limit + 1)
+    except zlib.error as err:
+        raise RecordError(f"corrupt {compression} stream: {err}", path) from None
+    if len(out) > limit or d.unconsumed_tail:
+        raise RecordError(f"the {compression} shard decompresses to more than {limit} bytes, the limit for a "
+                          "compressed shard (read into memory); pass max_decompressed_bytes= to allow more, "
+                          "or write the records uncompressed", path)
+    if not d.eof:
+        raise RecordError(f"truncated {compression} stream: it ends before its end marker "
+                          f"({len(data)} compressed bytes, {len(out)} decompressed)", path)
+    if d.unused_data:
+        raise RecordError(f"{len(d.unused_data)} bytes follow the end of the {compression} stream", path)
+    return out
 
 
 def check_offsets(offsets, size: int) -> str | None:
@@ -324,12 +384,13 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
-def write_index(path, offsets=None, max_record_bytes=MAX_RECORD_BYTES) -> np.ndarray:
-    """Write ``path.index`` (scanning the shard when `offsets` is not given); return the offsets."""
+def write_index(path, offsets=None, max_record_bytes=MAX_RECORD_BYTES, size=None) -> np.ndarray:
+    """Write ``path.index`` (scanning the shard when `offsets` is not given); return the offsets.
+    `size` is the shard's size (decompressed, for a compressed shard); default: the file's."""
     if offsets is None:
         offsets = scan_offsets(path, max_record_bytes)
     offsets = np.asarray(offsets, np.int64)
-    problem = check_offsets(offsets, os.path.getsize(path))
+    problem = check_offsets(offsets, os.path.getsize(path) if size is None else size)
     if problem:
         raise RecordError(f"cannot write index: {problem}", path)
     _atomic_write(index_path(path), lambda f: np.save(f, offsets, allow_pickle=False))
@@ -456,11 +517,18 @@ class ShardReader:
 
     Uses the ``.index`` file beside the shard when it is valid, else scans the
     shard's headers once (``index_source`` tells which). Safe to share between threads.
+
+    `compression`: None (detect from the first bytes), "" (none), "GZIP" or "ZLIB", as
+    TensorFlow's ``compression_type``; a compressed shard is decompressed into memory once
+    (refused above `max_decompressed_bytes`) and `size` is then its decompressed size.
     """
 
-    def __init__(self, path, max_record_bytes=MAX_RECORD_BYTES):
+    def __init__(self, path, max_record_bytes=MAX_RECORD_BYTES, compression=None,
+                 max_decompressed_bytes=MAX_DECOMPRESSED_BYTES):
         self.path = Path(path)
         self.max_record_bytes = _check_max(max_record_bytes)
+        compression = check_compression(compression)
+        self._data = None  # a compressed shard's decompressed bytes
         if not os.path.lexists(self.path):
             raise FileNotFoundError(f"shard {self.path} does not exist")
         if not self.path.is_file():  # a folder, FIFO or device: never opened (a FIFO would block)
@@ -472,11 +540,18 @@ class ShardReader:
             if not stat.S_ISREG(st.st_mode):
                 raise RecordError("expected a shard (a regular file), found something else", self.path)
             self.size = st.st_size
+            if compression is None:
+                compression = detect_compression(_pread(self._fd, HEADER_BYTES, 0))
+            self.compression = compression
+            if compression:
+                raw = _pread(self._fd, st.st_size, 0)
+                self._data = decompress(raw, compression, self.path, max_decompressed_bytes)
+                self.size = len(self._data)
             offsets, why = load_index(self.path, self.size)
             if offsets is None:
                 if why != "no index":
                     warnings.warn(f"ignoring invalid index: {why}; scanning the shard", stacklevel=2)
-                offsets = scan_offsets(self.path, self.max_record_bytes)
+                offsets = self._scan()
                 self.index_source = "scan" if why == "no index" else f"scan ({why})"
             else:
                 self.index_source = "index"
@@ -491,6 +566,16 @@ class ShardReader:
 
     def __repr__(self) -> str:
         return f"ShardReader({str(self.path)!r}, records={len(self)})"
+
+    def _read_at(self, n, offset) -> bytes:
+        if self._data is not None:
+            return self._data[offset : offset + n]
+        return _pread(self._fd, n, offset)
+
+    def _scan(self) -> np.ndarray:
+        if self._data is None:
+            return scan_offsets(self.path, self.max_record_bytes)
+        return _scan(self._read_at, self.size, self.max_record_bytes, self.path)
 
     def _check_index(self, i) -> int:
         n = len(self)
@@ -515,7 +600,7 @@ class ShardReader:
         offsets), or None if it does or the shard does not scan either (then it is corrupt)."""
         if self._stale is None:
             try:
-                scanned = scan_offsets(self.path, self.max_record_bytes)
+                scanned = self._scan()
             except (RecordError, OSError):
                 self._stale = ""
             else:
@@ -538,7 +623,7 @@ class ShardReader:
         """Payload of record `i`, its CRCs checked."""
         i = self._check_index(i)
         start, end = int(self.offsets[i]), int(self.offsets[i + 1])
-        frame = _pread(self._fd, end - start, start)
+        frame = self._read_at(end - start, start)
         if len(frame) != end - start:
             raise RecordError(f"shard shrank while reading: got {len(frame)} of {end - start} bytes", self.path, i, start)
         return self._decode(frame, i)
@@ -561,7 +646,7 @@ class ShardReader:
                 last = order[k]
                 k += 1
             start, end = int(self.offsets[first]), int(self.offsets[last + 1])
-            block = memoryview(_pread(self._fd, end - start, start))
+            block = memoryview(self._read_at(end - start, start))
             if len(block) != end - start:
                 raise RecordError(f"shard shrank while reading: got {len(block)} of {end - start} bytes", self.path, first, start)
             for i in range(first, last + 1):
@@ -577,6 +662,7 @@ class ShardReader:
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
+        self._data = None
         if fd is not None:
             os.close(fd)
 
@@ -629,12 +715,12 @@ class Shards:
     cumulative record counts (`locate`).
     """
 
-    def __init__(self, paths_or_dir, max_record_bytes=MAX_RECORD_BYTES):
+    def __init__(self, paths_or_dir, max_record_bytes=MAX_RECORD_BYTES, compression=None):
         self.paths = shard_paths(paths_or_dir)
         self.readers = []
         try:
             for p in self.paths:
-                self.readers.append(ShardReader(p, max_record_bytes))
+                self.readers.append(ShardReader(p, max_record_bytes, compression))
         except BaseException:
             self.close()
             raise

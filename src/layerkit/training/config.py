@@ -18,6 +18,7 @@ class Config:
     # === Data ===
     data: str = "sample"  # a named data set (sample, cifar10, flowers) or a path
     data_dir: str = ""  # where named data sets are looked up ("" = the usual places)
+    data_keys: str = ""  # TFRecord feature names: default, flowers, tfds or encoded=KEY,label=KEY ("" = detected from the first record)
     image_size: int = 0  # resize/crop images to this square size (0 = as stored)
     test_data: str = ""  # a separate test set (path); "" = the data's own test split, else carved out
     test_split: float = 0.1  # fraction carved out as the test set (stratified, seeded) when the data has no test split
@@ -159,6 +160,13 @@ def validate(config: Config) -> Config:
     if not 0 <= config.validation < 1:
         raise ValueError("Config key 'validation' must be a fraction in [0, 1) of the training images "
                          f"(0 = no validation). Received: {config.validation!r}")
+    if config.data_keys:
+        from layerkit.records.example import ImageKeys
+
+        try:
+            ImageKeys.parse(config.data_keys)
+        except ValueError as err:
+            raise ValueError(f"Config key 'data_keys': {err}") from None
     if not 0 < config.test_split < 1:
         raise ValueError(f"Config key 'test_split' must be a fraction in (0, 1). Received: {config.test_split!r}")
     return config

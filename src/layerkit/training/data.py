@@ -109,13 +109,14 @@ def load_data(config, process_index: int = 0, process_count: int = 1) -> RunData
     ``batch_size / process_count`` images a step; evaluation splits are read whole by every
     process (the same batch on each, so the metrics are those of one process)."""
     data_dir = config.data_dir or None
-    pool = open_dataset(config.data, "train", data_dir)
+    keys = config.data_keys or None
+    pool = open_dataset(config.data, "train", data_dir, keys=keys)
     if config.test_data:
-        test_src = open_source(config.test_data, "test")
+        test_src = open_source(config.test_data, "test", keys=keys)
         test_from = f"the test data {config.test_data}"
         train_src = pool
     elif has_split(config.data, "test", data_dir):
-        test_src = open_dataset(config.data, "test", data_dir)
+        test_src = open_dataset(config.data, "test", data_dir, keys=keys)
         test_from = f"the test split of {config.data}"
         train_src = pool
     else:
