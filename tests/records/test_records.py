@@ -190,18 +190,34 @@ def test_class_folder_without_images(tmp_path):
 
 def test_image_that_does_not_decode(tmp_path):
     root = make_tree(tmp_path / "src", {"cats": {"a.jpg": jpeg("RGB"), "broken.jpg": b"\xff\xd8\xff\xe0 truncated"}})
-    with pytest.raises(ValueError, match=r"broken\.jpg: image does not decode"):
+    with pytest.raises(ValueError, match=r"1 of 2 images cannot be used:\n  .*broken\.jpg: not a decodable image"):
         write_records(root, tmp_path / "o", shards=1)
     assert list((tmp_path / "o").glob("*.tfrecord")) == []  # no shard that looks whole
     assert not (tmp_path / "o" / "dataset.json").exists()
 
 
-def test_failure_midway_leaves_no_shards(tmp_path):
+def test_failure_midway_leaves_no_shards(tmp_path, monkeypatch):
+    from layerkit.records import writer
+
     files = {f"{i:03d}.jpg": jpeg("RGB", seed=i) for i in range(40)}
     files["zzz.jpg"] = b"\xff\xd8 not really"
     root = make_tree(tmp_path / "src", {"cats": files})
-    with pytest.raises(ValueError, match=r"zzz\.jpg: image does not decode"):
-        write_records(root, tmp_path / "o", shards=8, seed=0)  # seed 0 puts zzz.jpg in shard 6 of 8
+    with pytest.raises(ValueError, match=r"zzz\.jpg: not an image"):
+        write_records(root, tmp_path / "o", shards=8, seed=0)  # refused before any shard is written
+    assert not (tmp_path / "o").exists()
+    (root / "cats" / "zzz.jpg").unlink()
+    calls = []
+
+    def failing(*args, **kwargs):  # a failure in the write pass itself, in shard 6 of 8
+        calls.append(1)
+        if len(calls) == 31:
+            raise OSError("disk full")
+        return encode_image_example(*args, **kwargs)
+
+    monkeypatch.setattr(writer, "encode_image_example", failing)
+    (tmp_path / "o").mkdir()
+    with pytest.raises(OSError, match="disk full"):
+        write_records(root, tmp_path / "o", shards=8, seed=0)
     assert list((tmp_path / "o").iterdir()) == []  # shards 0-5 were finished, then removed
 
 
@@ -303,7 +319,7 @@ def test_cifar_label_out_of_range(tmp_path):
     root.mkdir()
     batch = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [3, 10]}
     (root / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
-    with pytest.raises(ValueError, match=r"test_batch image 1: label 10 is out of range for 10 classes \(expected 0\.\.9\)"):
+    with pytest.raises(ValueError, match=r"test_batch image 1: label 10 is out of range for 10 classes \(expected 0\.\.9; 1 such images\)"):
         write_records(root, tmp_path / "o", split="test")
 
 

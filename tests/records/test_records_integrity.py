@@ -271,7 +271,7 @@ def test_a_decompression_bomb_is_a_decode_error_naming_the_file(tmp_path, size):
     path = tmp_path / "src" / "b" / "bomb.png"
     with pytest.raises(DecodeError, match=rf"{path}: .*exceeds 67108864 pixels"):
         decode_file(path)  # the predict command's reader
-    with pytest.raises(ValueError, match=rf"{path}: image does not decode: .*exceeds"):
+    with pytest.raises(ValueError, match=rf"{path}: .*exceeds"):
         write_records(tmp_path / "src", tmp_path / "o")
     with pytest.raises(DecodeError, match=rf"{path}: .*exceeds"):
         Pipeline(FolderSource(tmp_path / "src"), batch_size=3, shuffle=False, cache_decoded=False, prefetch=0)[0]

@@ -18,6 +18,9 @@ def add_parser(subparsers):
                    help="feature names: default (image/encoded, image/class/label, image/format, height, "
                         "width), flowers (image, class), tfds (image, label), or encoded=KEY,label=KEY")
     w.add_argument("--overwrite", action="store_true", help="replace shards already in OUT")
+    w.add_argument("--on-bad-image", choices=["error", "skip"], default="error",
+                   help="an image that does not read or decode: error (default; every one is named, nothing "
+                        "is written) or skip (left out, listed in dataset.json)")
     w.set_defaults(func=run_write)
 
     v = sub.add_parser("verify", help="check every CRC, Example, label and image in OUT (a records folder, "
@@ -53,8 +56,10 @@ def run_write(args) -> int:
 
     keys = ImageKeys.parse(args.keys)
     info = write_records(args.src, args.out, shards=args.shards, seed=args.seed, keys=keys,
-                         name=args.name, split=args.split, overwrite=args.overwrite)
-    print(f"wrote {info['records']} records of {len(info['classes'])} classes in {len(info['shards'])} shards to {args.out}")
+                         name=args.name, split=args.split, overwrite=args.overwrite, on_bad_image=args.on_bad_image)
+    skipped = f" ({len(info['skipped'])} bad images skipped, listed in dataset.json)" if info.get("skipped") else ""
+    print(f"wrote {info['records']} records of {len(info['classes'])} classes in {len(info['shards'])} shards "
+          f"to {args.out}{skipped}")
     return 0
 
 

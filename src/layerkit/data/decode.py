@@ -82,6 +82,8 @@ def _pillow(data) -> np.ndarray:
         raise DecodeError(f"image exceeds {MAX_PIXELS} pixels ({_describe(data)}): {err}") from err
     except MemoryError:
         raise
+    except Image.UnidentifiedImageError:  # its message names only an in-memory buffer
+        raise DecodeError(f"not an image in a format Pillow or libjpeg-turbo reads ({_describe(data)})") from None
     except Exception as err:  # noqa: BLE001 - Pillow's decoders raise many types on malformed bytes
         raise DecodeError(
             f"not a decodable image ({_describe(data)}): {type(err).__name__}: {err}"
@@ -116,6 +118,8 @@ def decode_file(path) -> np.ndarray:
 def decode_image(data) -> np.ndarray:
     """Decode one encoded image (bytes-like) to an RGB uint8 array of shape (H, W, 3)."""
     data = bytes(data) if not isinstance(data, bytes) else data
+    if not data:
+        raise DecodeError("empty: 0 bytes (an interrupted copy or download?)")
     if data[:2] == JPEG_MAGIC:
         try:
             header = simplejpeg.decode_jpeg_header(data)
@@ -164,19 +168,24 @@ def decode_batch(blobs, size=None, threads=None, out=None) -> np.ndarray:
     first = fit_to(_decode_at(blobs, 0), size)
     if out is None:
         out = np.empty((n, *first.shape), np.uint8)
-    out[0] = first
+
+    want = out.shape[1:]
 
     def work(i):
         img = fit_to(_decode_at(blobs, i), size)
-        if img.shape != first.shape:
+        if img.shape != want:
             err = DecodeError(
-                f"image {i} of the batch is {img.shape[1]}x{img.shape[0]}, the first is "
-                f"{first.shape[1]}x{first.shape[0]}: pass size=(H, W) to resize"
+                f"image is {img.shape[0]}x{img.shape[1]} (height x width), the others "
+                f"{want[0]}x{want[1]}: images of different sizes need image_size=N "
+                "(`layerkit train ... image_size=N`; Pipeline(image_size=(H, W)); decode_batch(size=(H, W)))"
             )
             err.index = i
             raise err
         out[i] = img
 
+    if first.shape != out.shape[1:]:
+        work(0)  # raises, naming the size
+    out[0] = first
     threads = threads or os.cpu_count() or 1
     if threads == 1 or n < 64:
         for i in range(1, n):

@@ -226,6 +226,7 @@ class Subset:
             raise ValueError(f"Subset indices must lie in [0, {len(source)}). Received: "
                              f"{int(indices.min())}..{int(indices.max())}")
         self.source = source
+        self.name = getattr(source, "name", type(source).__name__)
         self.indices = indices.astype(np.int64)
         self.classes = source.classes
         self.labels = np.asarray(source.labels)[self.indices]

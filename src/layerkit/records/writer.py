@@ -9,13 +9,12 @@ split into shards whose sizes differ by at most one; each shard appears only whe
 import json
 import os
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from layerkit.data.decode import decode_image, image_format
+from layerkit.data.decode import image_format
 from layerkit.data.sources import open_source
 from layerkit.records.dataset import DATASET_FILE, Progress
 from layerkit.records.example import DEFAULT_KEYS, ImageKeys, encode_image_example
@@ -39,28 +38,24 @@ def shard_name(name: str, k: int, n: int) -> str:
     return f"{name}-{k:05d}-of-{n:05d}.tfrecord"
 
 
-def _describe(source, i: int) -> str:
-    describe = getattr(source, "describe", None)
-    return describe(i) if describe is not None else f"image {i}"
+def _check_labels(source, name) -> None:
+    labels = np.asarray(source.labels)
+    bad = np.flatnonzero((labels < 0) | (labels >= len(source.classes)))
+    if bad.size:
+        i = int(bad[0])
+        where = source.describe(i) if hasattr(source, "describe") else f"{name} image {i}"
+        raise ValueError(f"{where}: label {int(labels[i])} is out of range for {len(source.classes)} classes "
+                         f"(expected 0..{len(source.classes) - 1}; {bad.size} such images)")
 
 
-def _prepare(source, i: int):
-    """(encoded bytes, label, format, height, width) of source image i, checked."""
-    label = int(source.labels[i])
-    if not 0 <= label < len(source.classes):
-        raise ValueError(
-            f"{_describe(source, i)}: label {label} is out of range for {len(source.classes)} classes "
-            f"(expected 0..{len(source.classes) - 1})"
-        )
-    try:
-        data = source.encoded_many([i])[0]
-    except ValueError as err:
-        raise ValueError(f"{_describe(source, i)}: cannot read: {err}") from err
-    try:
-        pixels = decode_image(data)  # grayscale/CMYK convert here; the stored bytes stay as they are
-    except ValueError as err:
-        raise ValueError(f"{_describe(source, i)}: image does not decode: {err}") from err
-    return data, label, image_format(data), pixels.shape[0], pixels.shape[1]
+def _first_missing(path: Path):
+    """The topmost folder of `path` (itself included) that does not exist yet, or None."""
+    top = None
+    for p in (path, *path.parents):
+        if os.path.lexists(p):
+            break
+        top = p
+    return top
 
 
 def _clear_old(out: Path, overwrite: bool) -> None:
@@ -86,6 +81,7 @@ def write_records(
     threads: int | None = None,
     progress: bool | None = None,
     max_record_bytes: int = MAX_RECORD_BYTES,
+    on_bad_image: str = "error",
 ) -> dict:
     """Write the images of `src` as `shards` TFRecord shards in `out_dir`; return the dataset.json dict.
 
@@ -93,14 +89,22 @@ def write_records(
     an ``.npz`` pack, CIFAR-10 python batches, folder or ``.tar.gz``, TFRecord shards; `split`
     picks train or test where it holds both) or a source object with ``encoded_many``. Records are
     shuffled with `seed` and split into shards whose sizes differ by at most one.
-    Every image must decode and every label lie in range, else a `ValueError`
-    names the image.
+
+    Every image is read and decoded once first (`layerkit.data.check`, as `layerkit train`
+    checks them): with ``on_bad_image="error"`` any bad image raises one `BadImagesError` naming
+    every bad image and why; with ``"skip"`` they are left out and listed in dataset.json's
+    ``skipped``. A label out of range raises a `ValueError` naming the image. A refused or
+    failed write leaves nothing: no shard, no dataset.json, and no `out_dir` if it made it.
 
     Temporary files that an earlier, killed writer left in `out_dir`
     (``.NAME.PID-RANDOM.tmp`` whose process no longer exists) are deleted first.
     """
+    from layerkit.data.check import ON_BAD_IMAGE, BadImagesError, bad_images_message, check_images
+
     if not isinstance(shards, int) or isinstance(shards, bool) or shards < 1:
         raise ValueError(f"shards must be a positive int, got {shards!r}")
+    if on_bad_image not in ON_BAD_IMAGE:
+        raise ValueError(f"on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}. Received: {on_bad_image!r}")
     source = src if hasattr(src, "encoded_many") else open_source(src, split)
     source_name = getattr(source, "name", str(src))
     n = len(source)
@@ -108,50 +112,69 @@ def write_records(
         raise ValueError(f"{source_name}: no images to write")
     if shards > n:
         raise ValueError(f"shards={shards} exceeds the {n} images of {source_name}; use at most {n}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out)  # what a killed writer left (its pid is gone); see remove_stale_temps
-    _clear_old(out, overwrite)
-
-    order = np.random.default_rng(seed).permutation(n)
-    bounds = np.linspace(0, n, shards + 1).round().astype(int)  # balanced: sizes differ by at most one
+    _check_labels(source, source_name)
     threads = threads or min(4, os.cpu_count() or 1)
-    bar = Progress(f"writing {out}", n, progress)
+    check = check_images(source, threads)  # every image read and decoded once; the stored bytes stay as they are
+    if check.bad and on_bad_image == "error":
+        raise BadImagesError(bad_images_message(check, n, source_name), check.bad)
+    keep = check.good()
+    if shards > len(keep):
+        raise ValueError(f"shards={shards} exceeds the {len(keep)} usable images of {source_name} "
+                         f"({len(check.bad)} skipped); use at most {len(keep)}")
+    out = Path(out_dir)
+    made = _first_missing(out.absolute())
+    out.mkdir(parents=True, exist_ok=True)
     shard_list, counts, sizes = [], Counter(), Counter()
+    bar = Progress(f"writing {out}", len(keep), progress)
     try:
-        with ThreadPoolExecutor(threads) as pool:
-            for k in range(shards):
-                path = out / shard_name(name, k, shards)
-                rows = []  # the shard's labels file: label, image start, image size, CRC
-                with ShardWriter(path, max_record_bytes) as writer:
-                    part = order[bounds[k] : bounds[k + 1]]
-                    for lo in range(0, len(part), CHUNK):
-                        for data, label, fmt, h, w in pool.map(lambda i: _prepare(source, int(i)), part[lo : lo + CHUNK]):
-                            payload = encode_image_example(data, label, fmt, h, w, keys)
-                            writer.write(payload)
-                            rows.append((label, payload.find(data), len(data), masked_crc32c(payload)))
-                            counts[label] += 1
-                            sizes[f"{h}x{w}"] += 1
-                        bar.update(bounds[k] + lo + len(part[lo : lo + CHUNK]))
-                shard_list.append({"file": path.name, "records": len(part), "bytes": path.stat().st_size})
-                write_labels(path, rows, writer.offsets)
+        remove_stale_temps(out)  # what a killed writer left (its pid is gone); see remove_stale_temps
+        _clear_old(out, overwrite)
+        order = keep[np.random.default_rng(seed).permutation(len(keep))]
+        bounds = np.linspace(0, len(order), shards + 1).round().astype(int)  # sizes differ by at most one
+        for k in range(shards):
+            path = out / shard_name(name, k, shards)
+            rows = []  # the shard's labels file: label, image start, image size, CRC
+            with ShardWriter(path, max_record_bytes) as writer:
+                part = order[bounds[k] : bounds[k + 1]]
+                for lo in range(0, len(part), CHUNK):
+                    idx = part[lo : lo + CHUNK]
+                    for i, data in zip(idx, source.encoded_many(idx)):
+                        label, (h, w) = int(source.labels[i]), (int(v) for v in check.sizes[i])
+                        payload = encode_image_example(data, label, image_format(data), h, w, keys)
+                        writer.write(payload)
+                        rows.append((label, payload.find(data), len(data), masked_crc32c(payload)))
+                        counts[label] += 1
+                        sizes[f"{h}x{w}"] += 1
+                    bar.update(bounds[k] + lo + len(idx))
+            shard_list.append({"file": path.name, "records": len(part), "bytes": path.stat().st_size})
+            write_labels(path, rows, writer.offsets)
+        info = {
+            "format": FORMAT,
+            "source": source_name,
+            "classes": list(source.classes),
+            "counts": {c: counts[i] for i, c in enumerate(source.classes)},
+            "records": len(keep),
+            "seed": seed,
+            "image_sizes": dict(sizes.most_common()),
+            "keys": asdict(keys),
+            "shards": shard_list,
+        }
+        if check.bad:
+            info["skipped"] = [{"image": where, "reason": why} for _, where, why in check.bad]
+        _atomic_write(out / DATASET_FILE, lambda f: f.write(json.dumps(info, indent=2).encode() + b"\n"))
     except BaseException:
         for s in shard_list:  # no partial data set: drop the shards this call finished
             for p in (out / s["file"], index_path(out / s["file"]), labels_path(out / s["file"])):
                 p.unlink(missing_ok=True)
+        if made is not None:  # and the folders it made, if nothing else went into them
+            for p in [out.absolute(), *out.absolute().parents]:
+                try:
+                    p.rmdir()
+                except OSError:
+                    break
+                if p == made:
+                    break
         raise
     finally:
         bar.close()
-    info = {
-        "format": FORMAT,
-        "source": source_name,
-        "classes": list(source.classes),
-        "counts": {c: counts[i] for i, c in enumerate(source.classes)},
-        "records": n,
-        "seed": seed,
-        "image_sizes": dict(sizes.most_common()),
-        "keys": asdict(keys),
-        "shards": shard_list,
-    }
-    _atomic_write(out / DATASET_FILE, lambda f: f.write(json.dumps(info, indent=2).encode() + b"\n"))
     return info

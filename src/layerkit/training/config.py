@@ -20,6 +20,7 @@ class Config:
     data_dir: str = ""  # where named data sets are looked up ("" = the usual places)
     data_keys: str = ""  # TFRecord feature names: default, flowers, tfds or encoded=KEY,label=KEY ("" = detected from the first record)
     image_size: int = 0  # resize/crop images to this square size (0 = as stored)
+    on_bad_image: str = "error"  # an image that does not read or decode: error (name every one, stop) or skip (leave out, count in results.json)
     test_data: str = ""  # a separate test set (path); "" = the data's own test split, else carved out
     test_split: float = 0.1  # fraction carved out as the test set (stratified, seeded) when the data has no test split
     validation: float = 0.1  # fraction of the training images held out (stratified, seeded) to pick the best epoch; 0 = none
@@ -139,6 +140,7 @@ CHOICES = {
     "precision": ("fp32", "bf16"),
     "normalize": ("mean_std", "zca", "unit", "signed"),
     "data_on_device": ("auto", "yes", "no"),
+    "on_bad_image": ("error", "skip"),
 }
 
 

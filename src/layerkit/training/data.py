@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from layerkit.data.check import apply_policy
 from layerkit.data.pipeline import Pipeline
 from layerkit.data.sources import Subset, has_split, open_dataset, open_source
 
@@ -105,18 +106,30 @@ def load_data(config, process_index: int = 0, process_count: int = 1) -> RunData
     a stratified, seeded `validation` fraction of what remains for training, or none.
     ``RunData.splits`` says where each came from, for the run record.
 
+    Every image is read and decoded once first (`layerkit.data.check`): `config.on_bad_image`
+    ``error`` names every bad one and stops, ``skip`` leaves them out and records how many in
+    ``splits["skipped"]``; images of different sizes need `config.image_size`.
+
     With several processes, each reads its own slice of every training epoch,
     ``batch_size / process_count`` images a step; evaluation splits are read whole by every
     process (the same batch on each, so the metrics are those of one process)."""
     data_dir = config.data_dir or None
     keys = config.data_keys or None
-    pool = open_dataset(config.data, "train", data_dir, keys=keys)
+    size = (config.image_size, config.image_size) if config.image_size else None
+    skipped = []
+
+    def checked(source, what):
+        source, check = apply_policy(source, config.on_bad_image, size, what)
+        skipped.extend(check.bad)
+        return source
+
+    pool = checked(open_dataset(config.data, "train", data_dir, keys=keys), config.data)
     if config.test_data:
-        test_src = open_source(config.test_data, "test", keys=keys)
+        test_src = checked(open_source(config.test_data, "test", keys=keys), config.test_data)
         test_from = f"the test data {config.test_data}"
         train_src = pool
     elif has_split(config.data, "test", data_dir):
-        test_src = open_dataset(config.data, "test", data_dir, keys=keys)
+        test_src = checked(open_dataset(config.data, "test", data_dir, keys=keys), f"{config.data} (test)")
         test_from = f"the test split of {config.data}"
         train_src = pool
     else:
@@ -142,7 +155,6 @@ def load_data(config, process_index: int = 0, process_count: int = 1) -> RunData
         order = np.sort(np.random.default_rng([config.seed, 1]).permutation(order)[: config.train_limit])
     train = Subset(train_src, order)
     test_src = _limit(test_src, config.test_limit, [config.seed, 2])
-    size = (config.image_size, config.image_size) if config.image_size else None
 
     batch = config.batch_size // process_count
 
@@ -161,6 +173,10 @@ def load_data(config, process_index: int = 0, process_count: int = 1) -> RunData
                        if val_src is not None else {"images": 0, "from": "none (validation=0): no best epoch is chosen"}),
         "test": {"images": len(test_src), "from": test_from},
     }
+    if skipped:
+        splits["skipped"] = {"images": len(skipped), "from": "on_bad_image=skip: images that do not read or "
+                             "decode, left out before splitting (the first listed in 'files')",
+                             "files": [f"{where}: {why}" for _, where, why in skipped[:20]]}
     name = f"validation ({len(val_src)} images held out of train)" if val_src is not None else "none"
     return RunData(train_pipe, val_pipe, test_pipe, tuple(train_src.classes),
                    tuple(train_pipe.image_shape), name, splits)
