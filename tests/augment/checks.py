@@ -1,8 +1,11 @@
 """Checks every augmentation layer shares: config and `.keras` round trips, identity at
-inference, output shape and dtype, and the same output inside `jax.jit`."""
+inference, output shape and dtype, eager and symbolic (uint8 and float32 inputs, as Keras's
+`run_layer_test` checks them), and the same output inside `jax.jit`."""
 
 import keras
 import numpy as np
+
+from tests.layer_checks import check_symbolic
 
 
 def images(n=4, size=12, seed=0, dtype="uint8"):
@@ -14,6 +17,9 @@ def check_augmentation(make_layer, tmp_path, x=None, inference_identity=True):
     layer = make_layer()
     config = layer.get_config()
     assert type(layer).from_config(config).get_config() == config
+    for dtype in ("uint8", "float32"):
+        for training in (True, False):
+            check_symbolic(lambda **kw: type(layer).from_config({**config, **kw}), x.astype(dtype), training)
 
     model = keras.Sequential([keras.Input(x.shape[1:], dtype=str(x.dtype)), layer])
     out = np.asarray(model(x, training=True))

@@ -29,3 +29,12 @@ def check_images(layer, input_shape):
         raise ValueError(f"{type(layer).__name__} expects images of shape (batch, height, "
                          f"width, channels) with known height and width. "
                          f"Received: input_shape={tuple(input_shape)}")
+
+
+def same_dtype_spec(layer, inputs):
+    """The symbolic output of a layer that returns its input's dtype: integer images (uint8)
+    stay integer; floating inputs are the layer's compute dtype (Keras autocasts them)."""
+    import keras
+
+    dtype = layer.compute_dtype if keras.backend.is_float_dtype(inputs.dtype) else inputs.dtype
+    return keras.KerasTensor(inputs.shape, dtype=dtype)

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from layerkit.augment._shift import check_images
+from layerkit.augment._shift import check_images, same_dtype_spec
 
 
 @keras.saving.register_keras_serializable(package="layerkit")
@@ -63,6 +63,9 @@ class Cutout(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def compute_output_spec(self, inputs, training=None):
+        return same_dtype_spec(self, inputs)  # uint8 in, uint8 out (the default spec says float32)
 
     def get_config(self):
         return {**super().get_config(), "size": self.size, "fill_value": self.fill_value,

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from layerkit.augment._shift import check_images, reflect_shift
+from layerkit.augment._shift import check_images, reflect_shift, same_dtype_spec
 
 
 @keras.saving.register_keras_serializable(package="layerkit")
@@ -41,6 +41,9 @@ class RandomReflectCrop(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def compute_output_spec(self, inputs, training=None):
+        return same_dtype_spec(self, inputs)  # uint8 in, uint8 out (the default spec says float32)
 
     def get_config(self):
         return {**super().get_config(), "padding": self.padding, "seed": self.seed}

@@ -7,7 +7,7 @@ back to an un-jitted train step; this layer is a gather, so the step stays compi
 import keras
 from keras import ops
 
-from layerkit.augment._shift import check_images, reflect_shift
+from layerkit.augment._shift import check_images, reflect_shift, same_dtype_spec
 
 
 def _pair(factor):
@@ -51,6 +51,9 @@ class RandomReflectTranslate(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def compute_output_spec(self, inputs, training=None):
+        return same_dtype_spec(self, inputs)  # uint8 in, uint8 out (the default spec says float32)
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor, "seed": self.seed}
