@@ -158,3 +158,16 @@ def test_unsafe_lambda_gives_a_value_error_naming_the_file(tmp_path):
     keras.Sequential([keras.Input((2,)), keras.layers.Lambda(lambda t: t * 2)]).save(path)
     with pytest.raises(ValueError, match=r"Cannot load .*lambda\.keras"):
         layerkit.load_model(path)
+
+
+def test_a_config_that_expands_past_the_limit_is_refused_before_reading(tmp_path, monkeypatch):
+    import zipfile
+
+    import layerkit.saving as saving
+
+    path = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", "{" + " " * 5000 + "}")
+    monkeypatch.setattr(saving, "MAX_CONFIG_BYTES", 1000)
+    with pytest.raises(ValueError, match="expands to 5,002 bytes"):
+        saving.load_model(path)

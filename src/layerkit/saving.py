@@ -16,6 +16,7 @@ from layerkit import _registration
 
 # Objects serialised without a module (tuples, numpy arrays, ...) and Keras's own functions.
 _KERAS_MODULES = ("keras",)
+MAX_CONFIG_BYTES = 64 << 20  # a model's architecture; the weights are elsewhere in the zip
 
 
 def load_model(path, compile: bool = True) -> keras.Model:
@@ -33,6 +34,9 @@ def load_model(path, compile: bool = True) -> keras.Model:
         raise ValueError(f"{path} is not a .keras model file (the zip archive `model.save` writes)")
     try:
         with zipfile.ZipFile(path) as archive:
+            size = archive.getinfo("config.json").file_size
+            if size > MAX_CONFIG_BYTES:  # a zip bomb would expand here
+                raise ValueError(f"its config.json expands to {size:,} bytes, over {MAX_CONFIG_BYTES:,}")
             config = json.loads(archive.read("config.json"))
     except (KeyError, ValueError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path} is not a .keras model file: no readable config.json ({err})") from err
