@@ -21,7 +21,8 @@ SERIALIZABLE_MODULES = (
     "layerkit.augment",
     "layerkit.training.losses",
     "layerkit.training.schedules",
-    "layerkit.speedrun.net",
+    "layerkit.models.initializers",
+    "layerkit.training.optimizers",
 )
 
 _lock = threading.RLock()

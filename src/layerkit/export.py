@@ -23,7 +23,7 @@ SUFFIX = {"onnx": ".onnx", "saved_model": "_saved_model", "keras": "-inference.k
 # Keras's random preprocessing layers (RandomFlip, RandomSaturation, ...) and layerkit's:
 # each is the identity at inference.
 AUGMENTATION_PREFIX = "Random"
-AUGMENTATION_TYPES = ("Cutout",)
+AUGMENTATION_TYPES = ("Cutout", "AlternatingFlip")
 
 
 class ExportError(ValueError):

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from layerkit.augment import (PRESETS, Cutout, FeatureNormalization, RandomAffine,
+from layerkit.augment import (PRESETS, AlternatingFlip, Cutout, FeatureNormalization, RandomAffine,
                               RandomReflectCrop, RandomReflectTranslate, ZCAWhitening,
                               augmentation)
 from tests.augment.checks import images
@@ -62,7 +62,8 @@ def test_every_augmentation_trains_jitted():
     zca.adapt(x)
     norm.adapt(x)
     layers = [RandomReflectCrop(2, seed=0), RandomReflectTranslate(0.2, seed=0),
-              Cutout(3, seed=0), RandomAffine(15, 0.1, 0.1, seed=0),
+              Cutout(3, seed=0), AlternatingFlip(2, seed=0), Cutout(3, fill_value=[1, 2, 3], seed=0),
+              RandomAffine(15, 0.1, 0.1, seed=0),
               *(make() for make in KERAS_COMPILING), norm, zca]
     _fit_jitted(layers, x, x.shape[1:])
 
@@ -70,7 +71,7 @@ def test_every_augmentation_trains_jitted():
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets_train_jitted(name):
     x = images(n=8, size=12)
-    layers = augmentation(name, seed=1)
+    layers = augmentation(name, seed=1, steps_per_epoch=2)
     assert all(isinstance(layer, keras.layers.Layer) for layer in layers)
     assert (len(layers) == 0) == (name == "none")
     _fit_jitted(layers, x, x.shape[1:])

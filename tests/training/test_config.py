@@ -47,3 +47,27 @@ def test_config_json_round_trip():
     import json
 
     assert Config.from_dict(json.loads(c.to_json())) == c
+
+
+def test_speedrun_keys_are_validated_where_they_apply():
+    from layerkit.training.config import Config, apply_overrides
+
+    config = apply_overrides(Config(), ["optimizer=muon", "optimizer_options.head_lr=100", "lookahead=true",
+                                        "tta=6view", "schedule=linear", "start_lr=0.01"])
+    assert config.optimizer_options == {"head_lr": 100} and config.lookahead and config.tta == "6view"
+    with pytest.raises(ValueError, match="'optimizer_options' applies to optimizer muon or decoupled-sgd"):
+        apply_overrides(Config(), ["optimizer_options.head_lr=1"])
+    with pytest.raises(ValueError, match="'lookahead' needs optimizer muon or decoupled-sgd"):
+        apply_overrides(Config(), ["lookahead=true"])
+    with pytest.raises(ValueError, match="Unknown optimizer_options key 'head_rate'. Valid keys: head_lr"):
+        apply_overrides(Config(optimizer="muon"), ["optimizer_options.head_rate=1"])
+    with pytest.raises(ValueError, match=r"optimizer_options.muon_momentum must be a number in \[0, 1\). Received: 1.5"):
+        apply_overrides(Config(optimizer="muon"), ["optimizer_options.muon_momentum=1.5"])
+    with pytest.raises(ValueError, match="'tta' must be one of none, flip, 6view. Received: '4view'"):
+        apply_overrides(Config(), ["tta=4view"])
+
+
+def test_runs_saved_with_the_tta_flag_still_load():
+    from layerkit.training.config import Config
+
+    assert Config.from_dict({"tta": True}).tta == "flip" and Config.from_dict({"tta": False}).tta == "none"

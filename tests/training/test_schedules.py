@@ -42,3 +42,15 @@ def test_label_smoothing_loss_matches_manual():
     assert float(keras.ops.convert_to_numpy(loss)) == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match="label_smoothing"):
         SparseCategoricalCrossentropy(label_smoothing=1.0)
+
+
+def test_piecewise_linear_is_airbenchs_interpolation():
+    from layerkit.training.schedules import PiecewiseLinear
+
+    s = PiecewiseLinear(peak_lr=2.0, total_steps=100, warmup_steps=23.0, start_lr=0.4, end_lr=0.14)
+    for step in (0, 10, 23, 60, 100, 120):
+        expected = np.interp(step, [0, 23, 100], [0.4, 2.0, 0.14])
+        assert lr_at(s, step) == pytest.approx(expected, rel=1e-5)
+    flat_start = PiecewiseLinear(peak_lr=1.0, total_steps=10, warmup_steps=0, start_lr=1.0, end_lr=0.0)
+    assert [lr_at(flat_start, t) for t in (0, 5, 10)] == pytest.approx([1.0, 0.5, 0.0])
+    assert type(s).from_config(s.get_config()).get_config() == s.get_config()

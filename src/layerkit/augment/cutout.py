@@ -13,7 +13,8 @@ class Cutout(keras.layers.Layer):
 
     Args:
         size: side of the square in pixels, or (height, width).
-        fill_value: the value written into the square.
+        fill_value: the value written into the square, or one value per channel (e.g. the
+            mean pixel, which a later mean/std normalisation maps to 0).
         inside: False (DeVries & Taylor): the centre is uniform over the image and the square
             is clipped at the borders; True (airbench): the whole square lies inside the image.
         seed: seed of the layer's `keras.random.SeedGenerator`.
@@ -26,8 +27,11 @@ class Cutout(keras.layers.Layer):
                                  for s in pair):
             raise ValueError("size must be a positive integer or a (height, width) pair of them. "
                              f"Received: size={size!r}")
-        if not isinstance(fill_value, (int, float)) or isinstance(fill_value, bool):
-            raise ValueError(f"fill_value must be a number. Received: fill_value={fill_value!r}")
+        values = tuple(fill_value) if isinstance(fill_value, (tuple, list)) else (fill_value,)
+        if not values or any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in values):
+            raise ValueError(f"fill_value must be a number or a list of numbers, one per channel. "
+                             f"Received: fill_value={fill_value!r}")
+        fill_value = list(values) if isinstance(fill_value, (tuple, list)) else fill_value
         if not isinstance(inside, bool):
             raise ValueError(f"inside must be True or False. Received: inside={inside!r}")
         self.size = pair
@@ -38,6 +42,9 @@ class Cutout(keras.layers.Layer):
 
     def build(self, input_shape):
         check_images(self, input_shape)
+        if isinstance(self.fill_value, list) and len(self.fill_value) != input_shape[-1]:
+            raise ValueError(f"Cutout fill_value gives {len(self.fill_value)} values for "
+                             f"{input_shape[-1]} channels. Received: fill_value={self.fill_value}")
         if self.inside and (self.size[0] > input_shape[1] or self.size[1] > input_shape[2]):
             raise ValueError(f"Cutout(inside=True) needs a square that fits the image. Received: "
                              f"size={self.size}, images of {input_shape[1]}x{input_shape[2]}")
@@ -58,7 +65,7 @@ class Cutout(keras.layers.Layer):
         in_rows = (rows >= y0) & (rows < y0 + self.size[0])  # (N, H)
         in_cols = (cols >= x0) & (cols < x0 + self.size[1])  # (N, W)
         mask = in_rows[:, :, None, None] & in_cols[:, None, :, None]
-        fill = ops.cast(self.fill_value, inputs.dtype)
+        fill = ops.cast(ops.convert_to_tensor(self.fill_value, "float32"), inputs.dtype)
         return ops.where(mask, fill, inputs)
 
     def compute_output_shape(self, input_shape):

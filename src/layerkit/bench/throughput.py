@@ -135,7 +135,7 @@ def run(args) -> int:
     with precision(config.precision):
         keras.utils.set_random_seed(config.seed)
         data = load_data(config)
-        model = build_model(config, data)
+        model = build_model(config, data, args.steps)
         compile_model(model, config, args.steps)
         start = time.perf_counter()
         step = BareStep(model)

@@ -5,6 +5,8 @@ name: (input_shape, num_classes or None, parameters)
 """
 
 PARAMETERS = {
+    'airbench94': ((32, 32, 3), 10, 1_973_944),
+    'airbench96': ((32, 32, 3), 10, 9_921_848),
     'alphazero-19-256': ((19, 19, 17), None, 22_847_851),
     'alphazero-39-256': ((19, 19, 17), None, 46_481_771),
     'cnn': ((192, 192, 3), 5, 293_233),

@@ -32,24 +32,27 @@ class Config:
     # === Optimisation ===
     epochs: int = 10
     batch_size: int = 128
-    optimizer: str = "sgd"  # sgd, adam, adamw, rmsprop
-    lr: float = 0.05  # peak learning rate
+    optimizer: str = "sgd"  # sgd, adam, adamw, rmsprop; muon, decoupled-sgd: airbench's (training/optimizers.py)
+    optimizer_options: dict = field(default_factory=dict)  # muon / decoupled-sgd: head_lr, bias_lr, ... (OPTIMIZER_OPTIONS)
+    lr: float = 0.05  # peak learning rate (muon: the Muon step; decoupled-sgd: per 1024 examples)
     momentum: float = 0.9  # SGD momentum (or RMSprop's rho-free momentum)
     nesterov: bool = True
-    weight_decay: float = 0.0  # decoupled (AdamW/SGDW style), per step, scaled by lr
+    weight_decay: float = 0.0  # decoupled (AdamW/SGDW style), per step, scaled by lr; muon/decoupled-sgd: per 1024 examples
     l2: float = 0.0  # coupled L2 penalty on kernels (the tutorials' kernel_regularizer)
-    schedule: str = "cosine"  # constant, step, cosine, warmup_exp, onecycle
+    schedule: str = "cosine"  # constant, step, cosine, warmup_exp, onecycle, linear (start_lr -> lr -> min_lr)
     warmup_epochs: float = 0.0  # linear ramp-up length
     step_epochs: tuple = ()  # epochs at which "step" multiplies the lr by step_factor
     step_factor: float = 0.2
     decay_rate: float = 0.8  # per-epoch decay of "warmup_exp"
     min_lr: float = 0.0
+    start_lr: float = 0.0  # the linear schedule's lr at step 0
+    lookahead: bool = False  # muon / decoupled-sgd: airbench's lookahead (every 5 steps, weights to a slow average)
     label_smoothing: float = 0.0
     ema: float = 0.0  # EMA decay of the weights (0 = off), via keras SwapEMAWeights
     precision: str = "fp32"  # fp32 or bf16 (mixed)
     # === Run ===
     seed: int = 0
-    tta: bool = False  # test-time augmentation (horizontal flip) in the final evaluation
+    tta: str = "none"  # test-time augmentation in the final evaluation: none, flip, 6view (flip x 3 shifts)
     steps_per_epoch: int = 0  # 0 = a full pass over the training split
     report: bool = True  # write plots and report.md at the end
 
@@ -79,6 +82,10 @@ _TYPES = {f.name: f.type for f in dataclasses.fields(Config)}
 
 def _coerce(name, value):
     kind = _TYPES[name]
+    if name == "tta" and isinstance(value, bool):  # runs saved when tta was a flag
+        return "flip" if value else "none"
+    if name == "tta" and isinstance(value, str) and value.lower() in ("true", "false"):
+        return "flip" if value.lower() == "true" else "none"
     try:
         if isinstance(value, str):
             if kind is bool:
@@ -109,14 +116,17 @@ def _coerce(name, value):
 def apply_overrides(config: Config, overrides) -> Config:
     """Apply ``key=value`` strings (or a dict). Dotted ``model_options.KEY=VALUE`` sets one option."""
     items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides]
-    config = dataclasses.replace(config, model_options=dict(config.model_options))
+    config = dataclasses.replace(config, model_options=dict(config.model_options),
+                                 optimizer_options=dict(config.optimizer_options))
     for key, value in items:
-        if key.startswith("model_options.") or key.startswith("model."):
+        if key.startswith(("model_options.", "model.", "optimizer_options.")):
+            group = "optimizer_options" if key.startswith("optimizer_options.") else "model_options"
+            options = getattr(config, group)
             opt = key.split(".", 1)[1]
             try:
-                config.model_options[opt] = json.loads(value) if isinstance(value, str) else value
+                options[opt] = json.loads(value) if isinstance(value, str) else value
             except json.JSONDecodeError:
-                config.model_options[opt] = value
+                options[opt] = value
             continue
         if key not in _TYPES:
             raise ValueError(f"Unknown config key '{key}'. Valid keys: {', '.join(keys())}")
@@ -135,12 +145,24 @@ def _split(text: str):
 
 
 CHOICES = {
-    "optimizer": ("sgd", "adam", "adamw", "rmsprop"),
-    "schedule": ("constant", "step", "cosine", "warmup_exp", "onecycle"),
+    "optimizer": ("sgd", "adam", "adamw", "rmsprop", "muon", "decoupled-sgd"),
+    "schedule": ("constant", "step", "cosine", "warmup_exp", "onecycle", "linear"),
     "precision": ("fp32", "bf16"),
     "normalize": ("mean_std", "zca", "unit", "signed"),
     "data_on_device": ("auto", "yes", "no"),
     "on_bad_image": ("error", "skip"),
+    "tta": ("none", "flip", "6view"),
+}
+# optimizer_options of muon / decoupled-sgd (`layerkit.training.optimizers.MuonNesterov`):
+# name -> (lowest value, below this), rates per 1024 examples, epochs of the whitening bias.
+OPTIMIZER_OPTIONS = {
+    "head_lr": (0, None),  # SGD rate of 2-D (dense) kernels; default lr
+    "bias_lr": (0, None),  # SGD rate of 1-D variables (biases, BatchNorm); default lr
+    "whiten_bias_lr": (0, None),  # SGD rate of PatchWhitening's bias; default lr
+    "whiten_bias_epochs": (0, None),  # the whitening bias learns this long, then is frozen (default: all)
+    "whiten_bias_decay": (0, 2),  # 1/true: its rate falls linearly to 0 over those epochs; 0: the schedule's
+    "muon_momentum": (0, 1),  # Muon's Nesterov momentum (default 0.6)
+    "muon_steps": (1, None),  # Newton-Schulz iterations (default 3)
 }
 
 
@@ -169,6 +191,22 @@ def validate(config: Config) -> Config:
             ImageKeys.parse(config.data_keys)
         except ValueError as err:
             raise ValueError(f"Config key 'data_keys': {err}") from None
+    if config.optimizer_options and config.optimizer not in ("muon", "decoupled-sgd"):
+        raise ValueError("Config key 'optimizer_options' applies to optimizer muon or decoupled-sgd. "
+                         f"Received: optimizer={config.optimizer!r}, optimizer_options={config.optimizer_options}")
+    if config.lookahead and config.optimizer not in ("muon", "decoupled-sgd"):
+        raise ValueError(f"Config key 'lookahead' needs optimizer muon or decoupled-sgd. Received: optimizer={config.optimizer!r}")
+    for key, value in config.optimizer_options.items():
+        if key not in OPTIMIZER_OPTIONS:
+            raise ValueError(f"Unknown optimizer_options key {key!r}. Valid keys: {', '.join(OPTIMIZER_OPTIONS)}")
+        low, below = OPTIMIZER_OPTIONS[key]
+        if isinstance(value, bool):
+            value = int(value)
+        if not isinstance(value, (int, float)) or not value >= low or (below is not None and not value < below):
+            span = f"in [{low}, {below})" if below is not None else f">= {low}"
+            raise ValueError(f"optimizer_options.{key} must be a number {span}. Received: {value!r}")
+    if config.optimizer in ("muon", "decoupled-sgd") and not 0 <= config.momentum < 1:
+        raise ValueError(f"Config key 'momentum' must be in [0, 1) for {config.optimizer}. Received: {config.momentum}")
     if not 0 < config.test_split < 1:
         raise ValueError(f"Config key 'test_split' must be a fraction in (0, 1). Received: {config.test_split!r}")
     return config

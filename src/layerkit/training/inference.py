@@ -24,7 +24,8 @@ def _open(run_dir, weights):
     return config, load_checkpoint(path)
 
 
-def evaluate_run(run_dir, weights="best", tta=False) -> dict:
+def evaluate_run(run_dir, weights="best", tta="none") -> dict:
+    """Test accuracy and loss of a run's `weights`; `tta`: none, flip or 6view."""
     config, model = _open(run_dir, weights)
     data = load_data(config)
     result = scores(predict_probabilities(model, data.test, tta), data.test.labels)

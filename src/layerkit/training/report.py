@@ -13,10 +13,13 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def read_history(path) -> dict[str, list[float]]:
+    """history.csv's columns; Keras's CSVLogger writes "NA" in the val_ columns of a run
+    without validation: those columns are left out."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     keys = rows[0].keys() if rows else []
-    return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "", "NA")] for k in keys}  # NA: CSVLogger's gap
+    history = {k: [float(r[k]) for r in rows if r.get(k) not in (None, "", "NA")] for k in keys}
+    return {k: v for k, v in history.items() if v or not rows}
 
 
 # === Numbers in words ===

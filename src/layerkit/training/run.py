@@ -55,24 +55,43 @@ def precision(name: str):
         keras.config.set_dtype_policy(previous)
 
 
-def _normalizer(config: Config, data: RunData):
+def _fit_sample(config: Config, data: RunData):
+    """Up to NORMALIZE_SAMPLE training images (a seeded sample, float32) that fitted layers learn from."""
+    pipe = data.train
+    n = min(NORMALIZE_SAMPLE, len(pipe.labels))
+    idx = np.sort(np.random.default_rng([config.seed, 3]).permutation(len(pipe.labels))[:n])
+    return pipe.read(idx).astype("float32")
+
+
+def _normalizer(config: Config, sample):
     name = config.normalize
     if name == "unit":
         return keras.layers.Rescaling(1 / 255.0, name="normalize")
     if name == "signed":
         return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="normalize")
-    pipe = data.train
-    n = min(NORMALIZE_SAMPLE, len(pipe.labels))
-    idx = np.sort(np.random.default_rng([config.seed, 3]).permutation(len(pipe.labels))[:n])
-    sample = pipe.read(idx).astype("float32")
     layer = (augment.ZCAWhitening(epsilon=0.1, name="normalize") if name == "zca"
              else augment.FeatureNormalization(name="normalize"))
-    layer.adapt(sample)
+    layer.adapt(sample())
     return layer
 
 
-def build_model(config: Config, data: RunData) -> keras.Model:
-    """pixels (0..255) -> augmentation (training only) -> normalisation -> zoo model."""
+def _fit_whitening(net: keras.Model, normalized) -> None:
+    """Fit every `PatchWhitening` of `net` (airbench's first layer) on what reaches it from
+    the normalised training sample."""
+    for layer in net.layers:
+        if isinstance(layer, augment.PatchWhitening):
+            if any(layer.input is t for t in net.inputs):
+                layer.adapt(normalized)
+            else:
+                layer.adapt(keras.Model(net.inputs, layer.input).predict(normalized, verbose=0))
+
+
+def build_model(config: Config, data: RunData, steps_per_epoch: int | None = None) -> keras.Model:
+    """pixels (0..255) -> augmentation (training only) -> normalisation -> zoo model.
+
+    Layers fitted on the data (mean/std or ZCA normalisation, a model's `PatchWhitening`) are
+    fitted on a seeded sample of the training images. `steps_per_epoch`: for augmentation
+    that follows the epoch (alternating flips)."""
     options = dict(config.model_options)
     for key in ("num_classes", "input_shape"):
         if key in options:
@@ -83,13 +102,25 @@ def build_model(config: Config, data: RunData) -> keras.Model:
     net = models.create(config.model, **options)
     inputs = keras.Input(data.image_shape, name="pixels")
     x = inputs
-    for layer in augment.augmentation(config.augment, seed=config.seed):
+    for layer in augment.augmentation(config.augment, seed=config.seed, steps_per_epoch=steps_per_epoch):
         x = layer(x)
-    x = _normalizer(config, data)(x)
+    cache = []
+
+    def sample():
+        if not cache:
+            cache.append(_fit_sample(config, data))
+        return cache[0]
+
+    normalizer = _normalizer(config, sample)
+    if any(isinstance(layer, augment.PatchWhitening) for layer in net.layers):
+        _fit_whitening(net, normalizer(sample()))
+    x = normalizer(x)
     return keras.Model(inputs, net(x), name=f"{config.model}-run")
 
 
-def make_optimizer(config: Config, schedule):
+def make_optimizer(config: Config, schedule, steps_per_epoch: int = 1):
+    if config.optimizer in ("muon", "decoupled-sgd"):
+        return _muon_nesterov(config, schedule, steps_per_epoch)
     common = dict(learning_rate=schedule, weight_decay=config.weight_decay or None,
                   use_ema=config.ema > 0, ema_momentum=config.ema or 0.99)
     if config.optimizer == "sgd":
@@ -105,9 +136,26 @@ def make_optimizer(config: Config, schedule):
     return opt
 
 
+def _muon_nesterov(config: Config, schedule, steps_per_epoch: int):
+    from layerkit.training.optimizers import MuonNesterov
+
+    options = dict(config.optimizer_options)
+    total = config.epochs * steps_per_epoch
+    whiten_epochs = options.pop("whiten_bias_epochs", config.epochs)
+    return MuonNesterov(
+        learning_rate=schedule, base_lr=config.lr, batch_size=config.batch_size, momentum=config.momentum,
+        decay_per_1024=config.weight_decay, muon=config.optimizer == "muon",
+        muon_momentum=float(options.pop("muon_momentum", 0.6)), muon_steps=int(options.pop("muon_steps", 3)),
+        whiten_bias_steps=int(np.ceil(whiten_epochs * steps_per_epoch)),
+        whiten_bias_decay=bool(options.pop("whiten_bias_decay", True)),
+        lookahead_steps=total if config.lookahead else 0,
+        newton_schulz_dtype="bfloat16" if config.precision == "bf16" else "float32",
+        use_ema=config.ema > 0, ema_momentum=config.ema or 0.99, **options)
+
+
 def compile_model(model, config: Config, steps_per_epoch: int):
     schedule = make_schedule(config, steps_per_epoch)
-    model.compile(optimizer=make_optimizer(config, schedule),
+    model.compile(optimizer=make_optimizer(config, schedule, steps_per_epoch),
                   loss=SparseCategoricalCrossentropy(label_smoothing=config.label_smoothing),
                   metrics=["accuracy"], jit_compile=True)
     return schedule
@@ -304,7 +352,7 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals) -> 
         if chief:
             atomic_write_text(workdir / "classes.json", json.dumps(list(data.classes)))
         steps = config.steps_per_epoch or len(data.train)
-        model = build_model(config, data)
+        model = build_model(config, data, steps)
         schedule = compile_model(model, config, steps)
         if state:
             # Same construction path as the uninterrupted run, then the saved state:
@@ -358,27 +406,11 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals) -> 
 # === Evaluation and the record ===
 
 
-def predict_probabilities(model, pipe, tta: bool = False) -> np.ndarray:
-    probs = np.asarray(model.predict(pipe, verbose=0), dtype="float64")
-    if tta:
-        flipped = np.asarray(model.predict(_Flipped(pipe), verbose=0), dtype="float64")
-        probs = (probs + flipped) / 2
-    return probs
+def predict_probabilities(model, pipe, tta="none") -> np.ndarray:
+    """Class probabilities of `pipe`'s images; `tta`: none, flip or 6view (`layerkit.training.tta`)."""
+    from layerkit.training.tta import tta_model
 
-
-class _Flipped(keras.utils.PyDataset):
-    """The same batches, mirrored left-right (test-time augmentation)."""
-
-    def __init__(self, pipe):
-        super().__init__()
-        self.pipe = pipe
-
-    def __len__(self):
-        return len(self.pipe)
-
-    def __getitem__(self, i):
-        x, y = self.pipe[i]
-        return x[:, :, ::-1], y
+    return np.asarray(tta_model(model, tta).predict(pipe, verbose=0), dtype="float64")
 
 
 def scores(probs, labels) -> dict:
@@ -393,15 +425,16 @@ def finish(config, workdir: Path, model, data: RunData, train_seconds: float, ch
     results = {"splits": data.splits, "test_images": int(len(labels)),
                "test_accuracy_final": scores(final, labels)["accuracy"],
                "test_loss_final": scores(final, labels)["loss"]}
-    if config.tta:
-        results["test_accuracy_final_tta"] = scores(predict_probabilities(model, data.test, True), labels)["accuracy"]
+    if config.tta != "none":
+        results["tta"] = config.tta
+        results["test_accuracy_final_tta"] = scores(predict_probabilities(model, data.test, config.tta), labels)["accuracy"]
     if checkpoints.best_file is not None:
         best = load_checkpoint(workdir / checkpoints.best_file)
         results["test_accuracy_best"] = scores(predict_probabilities(best, data.test), labels)["accuracy"]
         results["best_epoch"] = checkpoints.best_epoch
         results["best_selected_on"] = data.validation_name
-        if config.tta:
-            results["test_accuracy_best_tta"] = scores(predict_probabilities(best, data.test, True), labels)["accuracy"]
+        if config.tta != "none":
+            results["test_accuracy_best_tta"] = scores(predict_probabilities(best, data.test, config.tta), labels)["accuracy"]
     history = reporting.read_history(workdir / "history.csv")
     results.update(
         epochs=config.epochs, train_seconds_this_session=round(train_seconds, 1),
@@ -413,6 +446,7 @@ def finish(config, workdir: Path, model, data: RunData, train_seconds: float, ch
     if config.report:
         write_record(config, workdir, model, data, final, history, results)
     print(f"test accuracy: {results['test_accuracy_final']:.4f} (end of training)"
+          + (f", {results['test_accuracy_final_tta']:.4f} with {config.tta} TTA" if config.tta != "none" else "")
           + (f", {results['test_accuracy_best']:.4f} (best weights, epoch {results['best_epoch']})"
              if "test_accuracy_best" in results else ""))
     return results
@@ -436,7 +470,7 @@ def write_record(config, workdir, model, data, probabilities, history, results):
     idx = np.sort(np.concatenate(per_class))
     samples = data.train.read(idx)
     figures.append(reporting.plot_samples(samples, train_labels[idx], data.classes, workdir / "samples.png"))
-    layers = augment.augmentation(config.augment, seed=config.seed)
+    layers = augment.augmentation(config.augment, seed=config.seed, steps_per_epoch=1)
     if layers:
         figures.append(reporting.plot_samples(
             reporting.augment_images(samples, layers), train_labels[idx], data.classes,

@@ -1,7 +1,8 @@
 """Learning-rate schedules, per optimizer step, serializable with the optimizer.
 
 Keras has piecewise-constant and cosine-with-warm-up schedules; layerkit adds the
-flowers lab's ramp-up-then-exponential-decay and the one-cycle policy, and
+flowers lab's ramp-up-then-exponential-decay, the one-cycle policy and airbench's piecewise
+linear schedule, and
 `make_schedule` builds any of them from a `Config`.
 """
 
@@ -66,6 +67,31 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
                     warmup_steps=self.warmup_steps, start_lr=self.start_lr, min_lr=self.min_lr)
 
 
+@keras.saving.register_keras_serializable(package="layerkit")
+class PiecewiseLinear(keras.optimizers.schedules.LearningRateSchedule):
+    """`start_lr` at step 0, linear to `peak_lr` at `warmup_steps` (a float; 0 = start at the
+    peak), linear to `end_lr` at `total_steps`, then flat (airbench's ``np.interp`` schedule)."""
+
+    def __init__(self, peak_lr, total_steps, warmup_steps=0.0, start_lr=0.0, end_lr=0.0):
+        self.peak_lr = float(peak_lr)
+        self.total_steps = max(1, int(total_steps))
+        self.warmup_steps = float(warmup_steps)
+        self.start_lr = float(start_lr)
+        self.end_lr = float(end_lr)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        warm = self.warmup_steps
+        up = self.start_lr + (self.peak_lr - self.start_lr) * step / max(warm, 1e-9)
+        frac = ops.clip((step - warm) / max(self.total_steps - warm, 1.0), 0.0, 1.0)
+        down = self.peak_lr + (self.end_lr - self.peak_lr) * frac
+        return ops.where(step < warm, up, down)
+
+    def get_config(self):
+        return dict(peak_lr=self.peak_lr, total_steps=self.total_steps, warmup_steps=self.warmup_steps,
+                    start_lr=self.start_lr, end_lr=self.end_lr)
+
+
 def make_schedule(config, steps_per_epoch: int):
     """The schedule a `Config` asks for, in optimizer steps."""
     total = config.epochs * steps_per_epoch
@@ -85,6 +111,8 @@ def make_schedule(config, steps_per_epoch: int):
         return keras.optimizers.schedules.CosineDecay(config.lr, max(total, 1), alpha=config.min_lr / config.lr)
     if name == "warmup_exp":
         return WarmupExponential(config.lr, warmup, steps_per_epoch, config.decay_rate, min_lr=config.min_lr)
+    if name == "linear":
+        return PiecewiseLinear(config.lr, total, config.warmup_epochs * steps_per_epoch, config.start_lr, config.min_lr)
     if name == "onecycle":
         return OneCycle(config.lr, total, warmup or math.ceil(0.25 * total), min_lr=config.min_lr)
     raise ValueError(f"Unknown schedule {name!r}")
