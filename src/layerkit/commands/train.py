@@ -27,6 +27,9 @@ def add_parser(subparsers):
     p.add_argument("--precision", choices=("bf16", "fp32"), default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--smoke", action="store_true", help="the recipe's seconds-long smoke variant")
+    p.add_argument("--runs", type=int, default=None, metavar="N",
+                   help="train N times from seeds S, S+1, ... (each a run in --out/seed-S) and report the mean "
+                        "and spread of the test accuracy and of the training time, compilation stated apart")
     g = p.add_argument_group("devices and processes", "data-parallel training; these apply to this "
                              "launch, also with --resume")
     g.add_argument("--devices", type=int, default=None,
@@ -61,6 +64,8 @@ def _run(args, signals) -> dict:
     from layerkit.training.distribution import Launch
 
     launch = Launch(**{k: getattr(args, k) for k in LAUNCH_FLAGS if getattr(args, k) is not None})
+    if args.resume and args.runs is not None:
+        raise ValueError("--runs trains new runs; it cannot be combined with --resume (resume each seed-S folder)")
     if args.resume:
         if not args.out:
             raise ValueError("--resume needs --out DIR, the run directory to continue")
@@ -79,6 +84,11 @@ def _run(args, signals) -> dict:
     config = apply_overrides(config, {k: v for k, v in flags.items() if v is not None})
     config = apply_overrides(config, args.overrides)
     out = Path(args.out or default_run_dir(name, config.data, recipe_data, args.smoke))
+    if args.runs is not None:
+        from layerkit.training.runs import train_runs
+
+        print(f"layerkit train: recipe {name}, {args.runs} runs in {out}", file=sys.stderr)
+        return train_runs(config, out, args.runs, signals=signals, launch=launch)
     print(f"layerkit train: recipe {name}, run directory {out}", file=sys.stderr)
     return train(config, out, launch=launch, signals=signals)
 
