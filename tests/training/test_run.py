@@ -76,6 +76,8 @@ def test_evaluate_and_predict_commands(run_dir, tmp_path, capsys):
     out, results = run_dir
     assert main(["evaluate", str(out), "--weights", "last"]) == 0
     assert f"{results['test_accuracy_final']:.4f}" in capsys.readouterr().out
+    assert main(["evaluate", str(out), "--weights", "best"]) == 0  # the file, loaded anew, agrees
+    assert f"{results['test_accuracy_best']:.4f}" in capsys.readouterr().out
     img = tmp_path / "x.jpg"
     img.write_bytes(embedded.load("test").encoded(0))
     assert main(["predict", str(out), str(img), "--top", "2"]) == 0

@@ -429,7 +429,10 @@ def finish(config, workdir: Path, model, data: RunData, train_seconds: float, ch
         results["tta"] = config.tta
         results["test_accuracy_final_tta"] = scores(predict_probabilities(model, data.test, config.tta), labels)["accuracy"]
     if checkpoints.best_file is not None:
-        best = load_checkpoint(workdir / checkpoints.best_file)
+        # the best weights into the same model: its compiled predict step serves again
+        # (loading the file as a second model would compile everything a second time)
+        best = model
+        best.load_weights(workdir / checkpoints.best_file)
         results["test_accuracy_best"] = scores(predict_probabilities(best, data.test), labels)["accuracy"]
         results["best_epoch"] = checkpoints.best_epoch
         results["best_selected_on"] = data.validation_name
@@ -443,7 +446,7 @@ def finish(config, workdir: Path, model, data: RunData, train_seconds: float, ch
         mean_images_per_sec=round(float(np.mean(history["images_per_sec"])), 1) if history.get("images_per_sec") else None,
     )
     atomic_write_text(workdir / "results.json", json.dumps(results, indent=1))
-    if config.report:
+    if config.report:  # `model` may now hold the best weights: the record uses `final`'s predictions
         write_record(config, workdir, model, data, final, history, results)
     print(f"test accuracy: {results['test_accuracy_final']:.4f} (end of training)"
           + (f", {results['test_accuracy_final_tta']:.4f} with {config.tta} TTA" if config.tta != "none" else "")
