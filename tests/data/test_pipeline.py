@@ -86,16 +86,18 @@ def test_processes_together_serve_the_global_batches_of_one_process():
 def test_restore_gives_the_same_following_batches():
     p = Pipeline(_numbered(), 8, seed=9)
     _epoch(p)
+    p.begin_training()  # as model.fit with epoch_callback() does
+    p.begin_epoch(0)
     p[0], p[1]  # hand out two batches of epoch 1
     state = p.state()
     assert state["epoch"] == 1 and state["batch"] == 2
     rest = _ids(list(iter(p))) + _ids(_epoch(p))
     q = Pipeline(_numbered(), 8, seed=9)
     q.restore(state)
-    # The first Keras-style epoch after restoring runs into the next data epoch.
-    resumed = _ids(_epoch(q))
+    resumed = _ids(_epoch(q))  # iteration: the rest of data epoch 1
     assert resumed == rest[: len(resumed)]
-    assert len(resumed) == 48 and q.state() == {**state, "epoch": 2}
+    assert len(resumed) == 32 and q.state() == {**state, "epoch": 2, "batch": 0}
+    assert _ids(_epoch(q)) == rest[32:]
 
 
 def test_set_epoch_matches_iterating():
@@ -157,7 +159,7 @@ def test_fit_evaluate_predict_with_a_pipeline():
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"], jit_compile=True)
     history = model.fit(train, epochs=2, steps_per_epoch=None, shuffle=False, verbose=0,
-                        validation_data=test)
+                        validation_data=test, callbacks=[train.epoch_callback()])
     assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
     # fit peeks at batch 0 before training: still one data epoch per Keras epoch
     assert train.state()["epoch"] == 2 and train.state()["batch"] == 0
@@ -170,7 +172,7 @@ class _Recording(Pipeline):
     """Records which examples each batch Keras asks for holds."""
 
     def __getitem__(self, i):
-        step = self._epoch * len(self) + self._offset + i
+        step = self.step_of(i)
         self.seen.append(tuple(self.batch_indices(step)))
         return super().__getitem__(i)
 
@@ -186,13 +188,63 @@ def test_fit_resumed_mid_epoch_sees_the_same_batches():
     nb = 6  # 50 images // 8
     straight = _Recording(_numbered(), 8, seed=3)
     straight.seen = []
-    _tiny_model().fit(straight, epochs=2, shuffle=False, verbose=0)
+    _tiny_model().fit(straight, epochs=2, shuffle=False, verbose=0, callbacks=[straight.epoch_callback()])
     expected = straight.seen[-2 * nb :]  # data epochs 0 and 1 (fit peeks at batch 0 first)
     assert straight.state()["epoch"] == 2
 
     resumed = _Recording(_numbered(), 8, seed=3)
     resumed.seen = []
     resumed.restore({"epoch": 0, "batch": 2})
-    _tiny_model().fit(resumed, epochs=1, shuffle=False, verbose=0)
+    _tiny_model().fit(resumed, epochs=1, shuffle=False, verbose=0, callbacks=[resumed.epoch_callback()])
     assert resumed.seen[-nb:] == expected[2 : 2 + nb]
     assert resumed.state() == {**straight.state(), "epoch": 1, "batch": 2}
+
+
+def test_epochs_are_what_the_engine_says_not_how_often_keras_calls_on_epoch_end():
+    p = Pipeline(_numbered(), 8, seed=3, prefetch=0)
+    for _ in range(5):
+        p.on_epoch_end()  # Keras calls it before training, after peeks and evaluations: no effect
+    assert p.state()["epoch"] == 0
+    p.begin_training()
+    p.begin_epoch(7)  # the first epoch of this fit: continues from where the pipeline stands
+    assert [p.step_of(i) for i in range(3)] == [0, 1, 2]
+    p.begin_epoch(8)
+    assert p.step_of(0) == len(p) and p.epoch == 1
+    p.set_epoch(4)
+    p.begin_training()
+    p.begin_epoch(4)
+    np.testing.assert_array_equal(p[1][1], p.batch_at(4 * len(p) + 1)[1])
+
+
+def test_steps_per_epoch_below_a_pass_follow_keras_positions():
+    """fit(steps_per_epoch=s) keeps one pass over s-step epochs; the epoch reaching the end of the
+    pass stops there (Keras's EpochIterator), and the next pass is the next data epoch."""
+    p = Pipeline(_numbered(), 8, seed=3, prefetch=0)  # 6 batches
+    p.begin_training()
+    starts = []
+    for epoch in range(5):
+        p.begin_epoch(epoch, steps_per_epoch=4)
+        starts.append(p.step_of([0, 4][epoch % 2]))  # the position Keras asks for first
+    assert starts == [0, 4, 6, 10, 12]
+
+
+def test_fit_with_steps_per_epoch_sees_every_batch_once_in_order():
+    nb = 6
+    p = _Recording(_numbered(), 8, seed=3)
+    p.seen = []
+    _tiny_model().fit(p, epochs=3, steps_per_epoch=4, shuffle=False, verbose=0, callbacks=[p.epoch_callback(4)])
+    steps = [next(s for s in range(3 * nb) if tuple(p.batch_indices(s)) == b) for b in p.seen[1:]]
+    assert steps == list(range(len(steps))) and len(steps) >= 10  # 4 + 2 (the pass ends) + 4
+
+
+def test_fit_without_the_callback_warns_that_an_epoch_repeats():
+    p = Pipeline(_numbered(), 8, seed=3, prefetch=0)
+    with pytest.warns(UserWarning, match="serves data epoch 0 again"):
+        _tiny_model().fit(p, epochs=2, shuffle=False, verbose=0)
+
+
+def test_device_is_a_constructor_argument():
+    p = Pipeline(_numbered(), 8, device=None)
+    assert p.device is None
+    q = Pipeline(_numbered(), 8, device="auto")  # a CPU here: batches stay on the host
+    assert q.device is None and isinstance(q[0][0], np.ndarray)

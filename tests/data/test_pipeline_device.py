@@ -28,9 +28,8 @@ def test_device_batches_equal_host_batches_in_the_same_order(source):
 
 
 def test_device_needs_the_decoded_cache(source):
-    pipe = Pipeline(source, 64, cache_decoded=False, device=True, prefetch=0)
     with pytest.raises(ValueError, match="needs the decoded cache: pass cache_decoded=True"):
-        pipe.batch_at(0)
+        Pipeline(source, 64, cache_decoded=False, device=True, prefetch=0)
 
 
 def test_a_run_with_the_train_split_on_the_device_trains_the_same_weights(tmp_path, capfd):

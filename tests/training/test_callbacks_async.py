@@ -7,6 +7,8 @@ import keras
 import numpy as np
 import pytest
 
+from layerkit.data.pipeline import Pipeline
+from layerkit.data.sources import open_dataset
 from layerkit.training import apply_overrides, get_recipe, train
 from layerkit.training.callbacks import GracefulStop
 from layerkit.training.checkpoints import Checkpoints
@@ -19,8 +21,9 @@ from layerkit.training.stop import StopSignals
 def test_the_run_callbacks_allow_asynchronous_dispatch(tmp_path, chief, ema):
     config = apply_overrides(get_recipe("sample"), [f"ema={ema}"])
     schedule = make_schedule(config, 10)
+    pipe = Pipeline(open_dataset("sample", "test"), 32)
     callbacks = make_callbacks(config, tmp_path, chief, 10, schedule, Checkpoints(tmp_path),
-                               GracefulStop(StopSignals()))
+                               GracefulStop(StopSignals()), pipe.epoch_callback(None))
     listed = keras.callbacks.CallbackList(callbacks)
     assert listed._async_train, [type(c).__name__ for c in callbacks]
 

@@ -108,17 +108,22 @@ def harness_rates(config, workdir: Path, verbose: int) -> list:
         return [float(r["images_per_sec"]) for r in csv.DictReader(f)][1:]
 
 
-def bare_rates(step, pipe, epochs: int, steps: int, batch: int) -> list:
+def forever(pipe):
+    """The pipeline's batches, epoch after epoch (its prefetching thread working ahead)."""
+    while True:
+        yield from pipe
+
+
+def bare_rates(step, batches, epochs: int, steps: int, batch: int) -> list:
     """images/s of `epochs` windows of `steps` steps, each window ending with the device idle."""
     rates = []
     for _ in range(epochs):
         step.wait()
         start = time.perf_counter()
-        for i in range(steps):
-            step(*pipe[i % len(pipe)])
+        for _ in range(steps):
+            step(*next(batches))
         step.wait()
         rates.append(steps * batch / (time.perf_counter() - start))
-        pipe.on_epoch_end()
     return rates
 
 
@@ -139,8 +144,8 @@ def run(args) -> int:
         compile_model(model, config, args.steps)
         start = time.perf_counter()
         step = BareStep(model)
-        x, y = data.train[0]
-        step(x, y)
+        batches = forever(data.train)
+        step(*next(batches))
         step.wait()
         print(f"  model {model.count_params():,} parameters; bare step compiled in "
               f"{time.perf_counter() - start:.1f} s (not timed)")
@@ -148,7 +153,7 @@ def run(args) -> int:
         with tempfile.TemporaryDirectory(prefix="layerkit-bench-") as tmp:
             for r in range(args.repeats):  # alternate: a busy machine drifts both alike
                 windows["harness"] += harness_rates(config, Path(tmp) / f"run{r}", args.verbose)
-                windows["bare"] += bare_rates(step, data.train, args.epochs, args.steps, config.batch_size)
+                windows["bare"] += bare_rates(step, batches, args.epochs, args.steps, config.batch_size)
         data.train.close()
     rate = {name: statistics.median(r) for name, r in windows.items()}
     labels = {"harness": "(H) layerkit train (the whole harness):", "bare": "(B) bare jitted step, same batches:"}

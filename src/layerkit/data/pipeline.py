@@ -1,37 +1,32 @@
-"""The batch-first input pipeline: a `keras.utils.PyDataset` of (uint8 NHWC, int32) batches.
+"""The batch-first input pipeline: a `keras.utils.PyDataset` of (uint8 NHWC, int32) batches,
+composed of small pieces as big_vision composes its input pipeline::
 
-Order of work: a permutation of the indices from (seed, epoch) → this process's slice of
-it → read a batch of encoded records → decode the batch in parallel (or take it from the
-decoded cache) → yield. A background thread prepares the next batches. Augmentation is
-not done here: it runs in the model, inside the jitted step (`layerkit.augment`).
+    Sampler (indices of step s) -> Decoder (read + decode, or DecodedCache) -> batch (images, labels)
+        -> Prefetcher (next steps on a background thread) -> DeviceCopy (device=, optional)
 
-Batches are numbered by a global step ``epoch * len(self) + i``; a batch depends only on
-its step, so runs are reproducible and `restore(state)` resumes exactly. With
-`model.fit`, pass ``shuffle=False``: the pipeline shuffles examples itself, and Keras's
-``shuffle=True`` would reorder the batches of each epoch with Python's `random`.
+Augmentation is not done here: it runs in the model, inside the jitted step (`layerkit.augment`).
 
-With ``device=`` a JAX device, the decoded data set is put on that device once and each batch
-is gathered there: a step sends the accelerator only its batch's indices (small data sets,
-JAX backend).
+Batches are numbered by a global step ``epoch * len(self) + i``; a batch depends only on its
+step, so runs are reproducible and `restore(state)` resumes exactly. Epochs are explicit: the
+engine says which epoch begins (`set_epoch`, `restore`, or with `model.fit` the callback
+`epoch_callback()`, whose ``on_epoch_begin`` passes Keras's epoch number); nothing is inferred
+from how often Keras calls ``on_epoch_end``. With `model.fit`, pass ``shuffle=False``: the
+pipeline shuffles examples itself, and Keras's ``shuffle=True`` would reorder the batches of
+each epoch with Python's `random`.
 """
 
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import warnings
+
 import keras
 import numpy as np
 
-from layerkit.data.decode import DecodeError, decode_batch, fit_to
+from layerkit.data.decoder import CACHE_LIMIT_BYTES, DECODE_CHUNK, SMALL_IMAGE_PIXELS, DecodedCache, Decoder
+from layerkit.data.device import DeviceCopy, resolve_device
+from layerkit.data.prefetch import Prefetcher
+from layerkit.data.sampler import Sampler, positive_int
 
-CACHE_LIMIT_BYTES = 1 << 30  # cache_decoded="auto" keeps data sets up to 1 GiB decoded
-SMALL_IMAGE_PIXELS = 96 * 96  # decode these in one thread: threads only add GIL contention
-DECODE_CHUNK = 1024  # images per decode_batch call when filling the cache
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
-    return int(value)
+__all__ = ["CACHE_LIMIT_BYTES", "DECODE_CHUNK", "SMALL_IMAGE_PIXELS", "EpochCallback", "Pipeline"]
 
 
 class Pipeline(keras.utils.PyDataset):
@@ -46,19 +41,17 @@ class Pipeline(keras.utils.PyDataset):
         drop_remainder: drop the last, smaller batch. Default: same as `shuffle`.
         image_size: (H, W) to resize and centre-crop every image to; None keeps sizes,
             which must then be equal.
-        process_index, process_count: each process gets a disjoint share of every epoch.
-            With `drop_remainder` (training) it is block `process_index` of each global
-            batch of ``batch_size * process_count`` images, so the processes together see
-            the batches, in the order, of one process with the global batch size; without,
-            the slice ``permutation[process_index::process_count]``.
+        process_index, process_count: each process gets a disjoint share of every epoch
+            (see `layerkit.data.sampler`).
         cache_decoded: True, False or "auto" (decode once and keep when the decoded set is
             at most 1 GiB).
         workers: decoding threads. Default: 1 for images up to 96x96 (their decode calls are
             too short for threads to beat the GIL), else the CPU count.
         prefetch: batches prepared ahead by the background thread (0: none).
-        device: a JAX device (or True for the first local one) to keep the decoded data set
-            on; batches are then (a JAX array on that device, int32 labels). Needs the
-            decoded cache (`cache_decoded` True, or "auto" within its limit).
+        device: where batches are made: None (the host), a JAX device, True (the first local
+            device) or "auto" (the first local device when it is a GPU or TPU and the decoded
+            set fits the cache). On a device the decoded data set is kept there and batches
+            are (a JAX array on that device, int32 labels). Needs the decoded cache.
     """
 
     def __init__(self, source, batch_size, shuffle=True, seed=0, drop_remainder=None,
@@ -66,114 +59,151 @@ class Pipeline(keras.utils.PyDataset):
                  workers=None, prefetch=2, device=None):
         # Keras's own enqueuer stays off (workers=1): the pipeline prefetches in order itself.
         super().__init__(workers=1, use_multiprocessing=False)
-        if not (hasattr(source, "encoded_many") or hasattr(source, "images")):
-            raise ValueError("source must have encoded_many(indices) or images(indices). "
-                             f"Received: {type(source).__name__}")
-        self.source = source
-        self.batch_size = _positive_int(batch_size, "batch_size")
-        self.shuffle = bool(shuffle)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer. Received: seed={seed!r}")
-        self.seed = int(seed)
-        self.drop_remainder = self.shuffle if drop_remainder is None else bool(drop_remainder)
         if image_size is not None:
             if (len(tuple(image_size)) != 2
                     or any(isinstance(s, bool) or int(s) != s or s < 1 for s in image_size)):
                 raise ValueError("image_size must be (height, width), two positive integers. "
                                  f"Received: image_size={image_size!r}")
             image_size = tuple(int(s) for s in image_size)
-        self.image_size = image_size
-        self.process_count = _positive_int(process_count, "process_count")
-        if not isinstance(process_index, (int, np.integer)) or not (
-                0 <= process_index < self.process_count):
-            raise ValueError(f"process_index must be in [0, {self.process_count}). "
-                             f"Received: process_index={process_index!r}")
-        self.process_index = int(process_index)
         if cache_decoded not in (True, False, "auto"):
             raise ValueError("cache_decoded must be True, False or 'auto'. "
                              f"Received: cache_decoded={cache_decoded!r}")
-        self.cache_decoded = cache_decoded
-        self.decode_workers = None if workers is None else _positive_int(workers, "workers")
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
-            raise ValueError(f"prefetch must be an integer >= 0. Received: prefetch={prefetch!r}")
-        self.prefetch = prefetch
-        self.device = device
-        self._device_images = None
+        workers = None if workers is None else positive_int(workers, "workers")
 
+        # === The pieces ===
+        self.decoder = Decoder(source, image_size, workers)
         self.labels = np.asarray(source.labels).astype(np.int32)
-        n = len(self.labels)
-        per_process = n // self.process_count if self.drop_remainder else -(
-            -(n - self.process_index) // self.process_count)
-        if self.drop_remainder:
-            self._per_process = per_process - per_process % self.batch_size
-        else:
-            self._per_process = per_process
-        if self._per_process == 0:
-            raise ValueError(
-                f"{n} images split over {self.process_count} process(es) make no full batch of "
-                f"{self.batch_size}: lower batch_size or pass drop_remainder=False")
-        self._num_batches = -(-self._per_process // self.batch_size)
+        self.sampler = Sampler(len(self.labels), batch_size, shuffle, seed, drop_remainder,
+                               process_index, process_count)
+        self.cache_decoded = cache_decoded
+        self.cache = DecodedCache(self.decoder) if self._use_cache() else None
+        self.prefetcher = Prefetcher(self.batch_at, prefetch)
+        self.device = resolve_device(device, self.cache is not None,
+                                     f"cache_decoded={cache_decoded!r}, {len(self.labels)} images of "
+                                     f"{self.decoder.image_shape if self.cache is None else self.image_shape}")
+        self.device_copy = DeviceCopy(self.cache, self.device) if self.device is not None else None
 
-        self._epoch = 0  # the Keras epoch counter (advanced by on_epoch_end)
-        self._offset = 0  # global step of this Keras epoch's batch 0, less epoch * len
-        self._served = 0  # batches handed out in the current Keras epoch
-        self._cache = None
-        self._image_shape = None
+        # === Where the next batches come from: set explicitly (set_epoch, restore, begin_epoch) ===
         self._lock = threading.Lock()
-        self._cache_lock = threading.Lock()
-        self._futures = {}
-        self._executor = None
-        self._order_lock = threading.Lock()
-        self._orders = {}  # epoch -> this process's indices (the last few epochs)
+        self._anchor = 0  # data step of Keras's pass position 0 since set_epoch/restore/begin_training
+        self._first = None  # the Keras epoch begun first since then (None: none yet)
+        self._steps = None  # Keras steps per epoch, as the engine said
+        self._start = self._end = 0  # data steps of the current Keras epoch: first, and after its last
+        self._next = 0  # data step after the last batch handed out in a begun epoch
+        self._full_pass = False  # (no epoch begun) the last index of a pass was handed out
+        self._warned = False
+
+    # === Settings, as attributes ===
+
+    source = property(lambda self: self.decoder.source)
+    batch_size = property(lambda self: self.sampler.batch_size)
+    shuffle = property(lambda self: self.sampler.shuffle)
+    seed = property(lambda self: self.sampler.seed)
+    drop_remainder = property(lambda self: self.sampler.drop_remainder)
+    process_index = property(lambda self: self.sampler.process_index)
+    process_count = property(lambda self: self.sampler.process_count)
+    image_size = property(lambda self: self.decoder.image_size)
+    decode_workers = property(lambda self: self.decoder.threads)
+    prefetch = property(lambda self: self.prefetcher.depth)
 
     # === PyDataset interface ===
 
     def __len__(self):
-        return self._num_batches
+        return self.sampler.num_batches
 
     @property
     def num_batches(self):
-        return self._num_batches
+        return self.sampler.num_batches
+
+    def step_of(self, i):
+        """The data step Keras's batch index `i` stands for now.
+
+        Keras asks for the batches of a pass over the data set by position 0, 1, ..., n - 1
+        (with ``steps_per_epoch`` below ``len(self)`` one pass spans several Keras epochs, and
+        the epoch that reaches position n - 1 ends there). Position p of the pass that began
+        at data step ``anchor + k * n`` is data step ``anchor + k * n + p``; index `i` is the
+        one at or after the current epoch's first step."""
+        n = self.sampler.num_batches
+        return self._start + (int(i) - (self._start - self._anchor)) % n
 
     def __getitem__(self, i):
-        if not isinstance(i, (int, np.integer)) or not 0 <= i < self._num_batches:
-            raise IndexError(f"batch index must be in [0, {self._num_batches}). Received: {i!r}")
-        step = self._epoch * self._num_batches + self._offset + int(i)
+        if not isinstance(i, (int, np.integer)) or not 0 <= i < self.sampler.num_batches:
+            raise IndexError(f"batch index must be in [0, {self.sampler.num_batches}). Received: {i!r}")
+        n = self.sampler.num_batches
         with self._lock:
-            self._served = max(self._served, int(i) + 1)
-            future = self._futures.pop(step, None)
-            for old in [s for s in self._futures if s < step]:
-                self._futures.pop(old).cancel()
-        batch = future.result() if future is not None else self.batch_at(step)
-        self._schedule(step + 1)
-        return batch
+            step = self.step_of(i)
+            if self._first is not None:
+                self._next = max(self._next, step + 1)
+            elif i == n - 1:
+                self._full_pass = True
+            elif i == 0 and self._full_pass and self.shuffle and not self._warned:
+                self._warned = True
+                warnings.warn(f"the pipeline serves data epoch {step // n} again: nothing told it that a new "
+                              "epoch began. Pass callbacks=[pipeline.epoch_callback()] to model.fit, or call "
+                              "set_epoch(epoch) before each epoch", stacklevel=2)
+        return self.prefetcher.get(step)
 
     def on_epoch_end(self):
-        # Keras also ends "epochs" it only peeked into (fit's first look at batch 0, and the
-        # reset before training): only an epoch whose every batch was handed out advances.
+        """Keras calls this before training and after every epoch, evaluation and peek: the
+        pipeline's epochs do not follow it (see `epoch_callback`)."""
+
+    def epoch_callback(self, steps_per_epoch=None):
+        """The Keras callback by which `model.fit` tells the pipeline which epoch begins; pass
+        the `steps_per_epoch` given to fit, if any."""
+        return EpochCallback(self, steps_per_epoch)
+
+    def begin_epoch(self, epoch, steps_per_epoch=None):
+        """Keras epoch `epoch` of a fit with `steps_per_epoch` (None: a whole pass) begins.
+
+        Its first data step follows from the anchor (where `set_epoch`, `restore` or the last fit
+        left the pipeline), the first epoch begun since then and Keras's rule: each epoch takes
+        ``steps_per_epoch`` positions of the current pass, or the rest of it if fewer remain."""
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative integer. Received: epoch={epoch!r}")
+        n = self.sampler.num_batches
+        steps = n if steps_per_epoch is None else positive_int(steps_per_epoch, "steps_per_epoch")
         with self._lock:
-            if self._served >= self._num_batches:
-                self._epoch += 1
-                self._served = 0
+            if self._first is None or epoch < self._first or steps != self._steps:
+                if self._first is not None:  # a new schedule continues from where the last epoch ended
+                    self._anchor = self._end
+                self._first, self._steps = int(epoch), steps
+            start, position = self._anchor, 0
+            for _ in range(int(epoch) - self._first):
+                taken = min(steps, n - position)
+                start, position = start + taken, (position + taken) % n
+            self._start, self._end = start, start + min(steps, n - position)
+            self._next = start
+
+    def begin_training(self):
+        """A fit begins (`EpochCallback.on_train_begin`): its epochs continue from where the
+        pipeline stands (`state()`), not from the Keras epoch numbers of an earlier fit."""
+        with self._lock:
+            self._anchor = self._start = self._end = self._next_step()
+            self._next, self._first, self._full_pass = self._anchor, None, False
+
+    def _next_step(self):
+        return min(self._next, self._end) if self._first is not None else self._anchor
 
     def __iter__(self):
-        """Iterate the rest of the current epoch, then advance to the next."""
-        for i in range(self._served, self._num_batches):
-            yield self[i]
-        self.on_epoch_end()
+        """Iterate the rest of the current data epoch; the next iteration continues after it."""
+        n = self.sampler.num_batches
+        with self._lock:
+            first = self._next_step()
+        for step in range(first, (first // n + 1) * n):
+            yield self.prefetcher.get(step)
+            with self._lock:
+                self._anchor = self._start = self._end = self._next = step + 1
+                self._first = None
 
     # === Epochs and state ===
 
     @property
     def epoch(self):
         """The data epoch of the next batch."""
-        return self._next_step() // self._num_batches
-
-    def _next_step(self):
-        return self._epoch * self._num_batches + self._offset + self._served
+        return self._next_step() // self.sampler.num_batches
 
     def set_epoch(self, epoch):
-        """Start at batch 0 of data epoch `epoch` (for loops that count epochs themselves)."""
+        """Start at batch 0 of data epoch `epoch`."""
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative integer. Received: epoch={epoch!r}")
         self.restore({"epoch": int(epoch), "batch": 0})
@@ -181,8 +211,8 @@ class Pipeline(keras.utils.PyDataset):
     def state(self):
         """Where the pipeline stands: the data epoch and batch of the next batch it hands out."""
         step = self._next_step()
-        return {"epoch": step // self._num_batches, "batch": step % self._num_batches,
-                "seed": self.seed, "num_batches": self._num_batches}
+        n = self.sampler.num_batches
+        return {"epoch": step // n, "batch": step % n, "seed": self.seed, "num_batches": n}
 
     def restore(self, state):
         """Continue from `state()`: the following batches are exactly those that would have come.
@@ -198,160 +228,72 @@ class Pipeline(keras.utils.PyDataset):
                 raise ValueError(f"state was saved with {key}={state[key]}, this pipeline has "
                                  f"{key}={getattr(self, key)}")
         epoch, batch = int(state["epoch"]), int(state["batch"])
-        if epoch < 0 or not 0 <= batch < self._num_batches:
-            raise ValueError(f"state epoch must be >= 0 and batch in [0, {self._num_batches}). "
+        n = self.sampler.num_batches
+        if epoch < 0 or not 0 <= batch < n:
+            raise ValueError(f"state epoch must be >= 0 and batch in [0, {n}). "
                              f"Received: epoch={epoch}, batch={batch}")
+        self.prefetcher.reset()
         with self._lock:
-            for f in self._futures.values():
-                f.cancel()
-            self._futures.clear()
-            self._epoch, self._offset, self._served = epoch, batch, 0
+            self._anchor = self._start = self._end = self._next = epoch * n + batch
+            self._first, self._full_pass, self._warned = None, False, False
 
     # === Batches ===
 
     def indices(self, epoch):
         """This process's indices of data epoch `epoch`, in order (trimmed when dropping)."""
-        epoch = int(epoch)
-        with self._order_lock:
-            if epoch not in self._orders:
-                if len(self._orders) >= 4:
-                    self._orders.pop(min(self._orders))
-                self._orders[epoch] = self._make_indices(epoch)
-            return self._orders[epoch]
-
-    def _make_indices(self, epoch):
-        n = len(self.labels)
-        if self.shuffle:
-            order = np.random.Generator(np.random.PCG64([self.seed, epoch])).permutation(n)
-        else:
-            order = np.arange(n)
-        if self.drop_remainder:  # block i of every global batch: the one-process order
-            per_global = self.batch_size * self.process_count
-            usable = order[: n // per_global * per_global]
-            return usable.reshape(-1, self.process_count, self.batch_size)[:, self.process_index].ravel()
-        return order[self.process_index :: self.process_count][: self._per_process]
+        return self.sampler.indices(epoch)
 
     def batch_indices(self, step):
-        epoch, i = divmod(int(step), self._num_batches)
-        return self.indices(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
+        return self.sampler.batch_indices(step)
 
     def batch_at(self, step):
         """The batch at global step `step` (= epoch * len(self) + i): (uint8 NHWC, int32)."""
-        idx = self.batch_indices(step)
-        if self.device is not None:
-            images, gather = self._on_device()
-            return gather(images, idx), self.labels[idx]
+        idx = self.sampler.batch_indices(step)
+        if self.device_copy is not None:
+            return self.device_copy(idx), self.labels[idx]
         return self.read(idx), self.labels[idx]
-
-    def _on_device(self):
-        """(the decoded data set on `device`, a jitted gather), made once."""
-        if self._device_images is None:
-            if not self.caches_decoded:
-                raise ValueError(
-                    "device= keeps the decoded data set on the accelerator, so it needs the decoded "
-                    f"cache: pass cache_decoded=True (cache_decoded={self.cache_decoded!r}, "
-                    f"{len(self.labels)} images of {self.image_shape})")
-            import jax
-
-            device = jax.local_devices()[0] if self.device is True else self.device
-            images = jax.device_put(self._cached(), device)
-            with self._cache_lock:
-                if self._device_images is None:
-                    self._device_images = (images, jax.jit(lambda data, idx: data[idx]))
-        return self._device_images
 
     def read(self, idx):
         """Decoded uint8 images for source indices `idx`."""
-        if self._use_cache():
-            return self._cached()[idx]
-        if hasattr(self.source, "images"):
-            return self._fit(self.source.images(idx))
-        return self._decode(idx)
-
-    def _decode(self, idx, out=None, threads=None):
-        """decode_batch of source indices `idx`; a `DecodeError` names the image by the source's
-        ``describe(i)`` (file, or shard, record and offset) when the source has one."""
-        try:
-            return decode_batch(self.source.encoded_many(idx), size=self.image_size,
-                                threads=threads or self._threads(), out=out)
-        except DecodeError as err:
-            k, describe = getattr(err, "index", None), getattr(self.source, "describe", None)
-            if k is None or describe is None:
-                raise
-            raise DecodeError(f"{describe(int(np.asarray(idx)[k]))}: {err}") from err
+        return self.cache(idx) if self.cache is not None else self.decoder(idx)
 
     @property
     def image_shape(self):
         """(H, W, 3) of every image (decodes one image when the source does not say)."""
-        if self._image_shape is None:
-            if self.image_size is not None:
-                self._image_shape = (*self.image_size, 3)
-            elif getattr(self.source, "image_shape", None) is not None:
-                self._image_shape = tuple(self.source.image_shape)
-            else:
-                self._image_shape = self._decode([0], threads=1)[0].shape
-        return self._image_shape
-
-    def _threads(self):
-        if self.decode_workers is not None:
-            return self.decode_workers
-        h, w = self.image_shape[:2]
-        return 1 if h * w <= SMALL_IMAGE_PIXELS else (os.cpu_count() or 1)
-
-    def _fit(self, images):
-        if self.image_size is None or images.shape[1:3] == self.image_size:
-            return images
-        return np.stack([fit_to(img, self.image_size) for img in images])
+        return self.decoder.image_shape
 
     @property
     def caches_decoded(self) -> bool:
         """Whether the whole data set is decoded once and kept (see `cache_decoded`)."""
-        return self._use_cache()
+        return self.cache is not None
 
     def _use_cache(self):
         if self.cache_decoded == "auto":
-            if not hasattr(self.source, "encoded_many"):
-                return False
-            return len(self.labels) * int(np.prod(self.image_shape)) <= CACHE_LIMIT_BYTES
+            return hasattr(self.source, "encoded_many") and self.decoder.decoded_bytes() <= CACHE_LIMIT_BYTES
         return bool(self.cache_decoded)
-
-    def _cached(self):
-        """The whole source decoded once (thread-safe; the first caller fills it)."""
-        with self._cache_lock:
-            if self._cache is None:
-                n = len(self.labels)
-                cache = np.empty((n, *self.image_shape), np.uint8)
-                for start in range(0, n, DECODE_CHUNK):
-                    idx = np.arange(start, min(n, start + DECODE_CHUNK))
-                    if hasattr(self.source, "images"):
-                        cache[idx] = self._fit(self.source.images(idx))
-                    else:
-                        self._decode(idx, out=cache[idx[0] : idx[-1] + 1])
-                self._cache = cache
-            return self._cache
-
-    def _schedule(self, step):
-        if not self.prefetch:
-            return
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(1, thread_name_prefix="layerkit-prefetch")
-            for s in range(step, step + self.prefetch):
-                if s not in self._futures:
-                    self._futures[s] = self._executor.submit(self.batch_at, s)
 
     def close(self):
         """Stop the prefetch thread (it also stops with the process) and free the device copy."""
-        self._device_images = None
-        with self._lock:
-            for f in self._futures.values():
-                f.cancel()
-            self._futures.clear()
-            if self._executor is not None:
-                self._executor.shutdown(wait=True)
-                self._executor = None
+        if self.device_copy is not None:
+            self.device_copy.free()
+        self.prefetcher.close()
 
     def __repr__(self):
         return (f"Pipeline({type(self.source).__name__} of {len(self.labels)}, "
                 f"batch_size={self.batch_size}, shuffle={self.shuffle}, seed={self.seed}, "
                 f"process {self.process_index}/{self.process_count}, {len(self)} batches)")
+
+
+class EpochCallback(keras.callbacks.Callback):
+    """Tells a `Pipeline` which epoch `model.fit` begins, and when a new fit begins."""
+
+    def __init__(self, pipeline, steps_per_epoch=None):
+        super().__init__()
+        self.pipeline = pipeline
+        self.steps_per_epoch = steps_per_epoch
+
+    def on_train_begin(self, logs=None):
+        self.pipeline.begin_training()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.pipeline.begin_epoch(epoch, self.steps_per_epoch)

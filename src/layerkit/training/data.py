@@ -46,33 +46,8 @@ class EvenBatches(keras.utils.PyDataset):
             w[n:] = 0
         return x, y, w
 
-    def on_epoch_end(self):
-        self.pipe.on_epoch_end()
 
-
-def train_device(config, pipe):
-    """The JAX device to keep the decoded training split on (`Config.data_on_device`), or None.
-
-    "auto": the first local device when it is a GPU or TPU and the pipeline caches the decoded
-    split (at most 1 GiB); "yes": that device whatever it is (the CPU too); "no": never.
-    """
-    choice = config.data_on_device
-    if choice == "no":
-        return None
-    if keras.backend.backend() != "jax":
-        if choice == "yes":
-            raise ValueError(f"data_on_device=yes needs the JAX backend. Received: KERAS_BACKEND={keras.backend.backend()}")
-        return None
-    import jax
-
-    device = jax.local_devices()[0]
-    if choice == "auto" and (device.platform == "cpu" or not pipe.caches_decoded):
-        return None
-    if not pipe.caches_decoded:
-        raise ValueError(f"data_on_device=yes keeps the decoded train split on {device}, but "
-                         f"{len(pipe.labels)} images of {pipe.image_shape} exceed the decoded cache's "
-                         "1 GiB: use data_on_device=no (the pipeline then decodes every epoch)")
-    return device
+DEVICES = {"auto": "auto", "yes": True, "no": None}  # Config.data_on_device -> Pipeline(device=)
 
 
 def stratified_split(labels, fraction: float, seed) -> tuple:
@@ -158,13 +133,19 @@ def load_data(config, process_index: int = 0, process_count: int = 1) -> RunData
 
     batch = config.batch_size // process_count
 
-    def pipe(source, shuffle):
+    def pipe(source, shuffle, device=None):
         shard = dict(process_index=process_index, process_count=process_count) if shuffle else {}
         return Pipeline(source, batch, shuffle=shuffle, seed=config.seed,
-                        drop_remainder=shuffle, image_size=size, **shard)
+                        drop_remainder=shuffle, image_size=size, device=device, **shard)
 
-    train_pipe, test_pipe = pipe(train, True), pipe(test_src, False)
-    train_pipe.device = train_device(config, train_pipe)
+    try:  # data_on_device: auto (a GPU or TPU, and the decoded split fits the cache), yes, no
+        train_pipe = pipe(train, True, DEVICES[config.data_on_device])
+    except ValueError as err:
+        if config.data_on_device != "yes" or "device" not in str(err):
+            raise
+        raise ValueError(f"data_on_device=yes: {err}; use data_on_device=no (the pipeline then decodes "
+                         "every epoch)") from None
+    test_pipe = pipe(test_src, False)
     val_pipe = pipe(val_src, False) if val_src is not None else None
     splits = {
         "train": {"images": len(train), "from": f"{config.data}, less the validation and any carved test images"},

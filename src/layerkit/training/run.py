@@ -312,8 +312,10 @@ def _extend(config: Config, workdir: Path, state, epochs) -> Config:
     return config
 
 
-def make_callbacks(config: Config, workdir: Path, chief: bool, steps: int, schedule, checkpoints, stop) -> list:
-    """The run's callbacks. None works per step on the host (Keras dispatches them
+def make_callbacks(config: Config, workdir: Path, chief: bool, steps: int, schedule, checkpoints, stop,
+                   data_epochs) -> list:
+    """The run's callbacks, `data_epochs` (the training Pipeline's, which tells it each epoch
+    as it begins) first. None works per step on the host (Keras dispatches them
     asynchronously: tested), so the device is never left waiting for the record."""
     if chief:
         callbacks = [
@@ -328,7 +330,7 @@ def make_callbacks(config: Config, workdir: Path, chief: bool, steps: int, sched
         callbacks = [_async(keras.callbacks.TerminateOnNaN()), stop]
     if config.ema:
         callbacks.insert(1, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
-    return callbacks
+    return [data_epochs, *callbacks]
 
 
 def _async(callback):
@@ -373,7 +375,8 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals) -> 
             checkpoints.restore(state)
         if chief:
             _truncate_history(workdir / "history.csv", initial_epoch)
-        callbacks = make_callbacks(config, workdir, chief, steps, schedule, checkpoints, stop)
+        callbacks = make_callbacks(config, workdir, chief, steps, schedule, checkpoints, stop,
+                                   data.train.epoch_callback(config.steps_per_epoch or None))
         data.train.set_epoch(initial_epoch)
         validation = EvenBatches(data.validation) if topology.distributed and data.validation else data.validation
         start = time.perf_counter()
