@@ -248,3 +248,34 @@ def test_device_is_a_constructor_argument():
     assert p.device is None
     q = Pipeline(_numbered(), 8, device="auto")  # a CPU here: batches stay on the host
     assert q.device is None and isinstance(q[0][0], np.ndarray)
+
+
+def test_decoding_processes_give_the_same_batches(tmp_path):
+    from layerkit.data.sources import Subset
+
+    source = Subset(open_dataset("sample", "test"), np.arange(200))
+    threads = Pipeline(source, 32, seed=5, cache_decoded=False, prefetch=0)
+    processes = Pipeline(source, 32, seed=5, cache_decoded=False, processes=2)
+    try:
+        assert processes.processes == 2 and threads.processes == 0
+        for step in (0, 1, 7, 6):  # across an epoch boundary, out of order
+            (a, ya), (b, yb) = threads.batch_at(step), processes.batch_at(step)
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(ya, yb)
+        assert _ids([processes[0]]) == _ids([threads[0]])
+    finally:
+        processes.close()
+    assert Pipeline(source, 32, processes=2).processes == 0  # a decoded cache: nothing to decode per epoch
+
+
+def test_sources_pickle_for_worker_processes(tmp_path):
+    import pickle
+
+    from layerkit.data.sources import Subset
+    from layerkit.records import write_records
+
+    write_records(open_dataset("sample", "test"), tmp_path / "shards", shards=2)
+    for source in (Subset(open_dataset(str(tmp_path / "shards")), np.arange(10, 60)),
+                   Subset(open_dataset("sample", "test"), np.arange(5))):
+        copy = pickle.loads(pickle.dumps(source))
+        assert copy.encoded_many([0, 3]) == source.encoded_many([0, 3]) and copy.describe(1) == source.describe(1)

@@ -292,3 +292,43 @@ def test_fuzz_mutated_payloads(flips, cut):
     except ExampleError:
         return
     assert isinstance(encoded, bytes) and isinstance(label, int) and not math.isnan(label)
+
+
+def _generic(data, keys=ImageKeys()):
+    """parse_image_example by the generic parser alone (the fast path bypassed)."""
+    try:
+        return parse_image_example(bytearray(data), keys)  # not bytes: the fast path is skipped
+    except ExampleError:
+        return "error"
+
+
+def _any(data, keys=ImageKeys()):
+    try:
+        return parse_image_example(bytes(data), keys)
+    except ExampleError:
+        return "error"
+
+
+@settings(max_examples=500, deadline=1000)
+@given(st.lists(st.tuples(st.integers(0, len(GOOD) - 1), st.integers(0, 255)), min_size=1, max_size=4),
+       st.integers(0, len(GOOD)))
+def test_fast_path_agrees_with_the_generic_parser_on_mutated_payloads(flips, cut):
+    data = bytearray(GOOD)
+    for pos, value in flips:
+        data[pos] = value
+    data = data[:cut] if cut % 2 else data
+    assert _any(data) == _generic(data)
+
+
+@settings(max_examples=300, deadline=1000)
+@given(st.dictionaries(st.sampled_from(["image/encoded", "image/class/label", "image", "class", "x"]),
+                       st.one_of(st.lists(st.binary(max_size=8), max_size=2),
+                                 st.lists(st.integers(-2**63, 2**63 - 1), max_size=2),
+                                 st.lists(st.floats(width=32, allow_nan=False), max_size=2)), max_size=5),
+       st.booleans())
+def test_fast_path_agrees_with_the_generic_parser_on_any_example(features, flowers):
+    data = encode_example(features)
+    keys = ImageKeys.flowers() if flowers else ImageKeys()
+    assert _any(data, keys) == _generic(data, keys)
+    doubled = data + data[:len(data)]  # a repeated features field: merged, the last wins
+    assert _any(doubled, keys) == _generic(doubled, keys)

@@ -172,6 +172,15 @@ def decode_batch(blobs, size=None, threads=None, out=None) -> np.ndarray:
     want = out.shape[1:]
 
     def work(i):
+        blob = blobs[i]
+        if size is None and isinstance(blob, bytes) and blob[:2] == JPEG_MAGIC:
+            try:  # the common case, straight into the batch: decode_image's calls, without a copy
+                h, w = simplejpeg.decode_jpeg_header(blob)[:2]
+                if (h, w, 3) == want:
+                    simplejpeg.decode_jpeg(blob, colorspace="RGB", buffer=out[i])
+                    return
+            except (ValueError, RuntimeError):
+                pass  # decode_image says what is wrong, or lets Pillow try
         img = fit_to(_decode_at(blobs, i), size)
         if img.shape != want:
             err = DecodeError(

@@ -101,3 +101,62 @@ class DecodedCache:
 
     def __call__(self, idx):
         return self.array[idx]
+
+
+# === Decoding in worker processes ===
+
+_WORKER = {}  # in a worker process: its Decoder
+
+
+def _start_worker(state: bytes) -> None:
+    import pickle
+
+    source, image_size = pickle.loads(state)
+    _WORKER["decoder"] = Decoder(source, image_size, threads=1)
+
+
+def _decode_in_worker(idx):
+    return _WORKER["decoder"](idx)
+
+
+class ProcessDecoder:
+    """A `Decoder` whose work runs in `processes` worker processes, each with its own copy of
+    the source (pickled once; a TFRecord shard is reopened there, a `.npz` pack reloaded from
+    its file): reading and decoding a batch is Python and C in turns, so threads of one process
+    share the GIL, while processes use every core. Workers are spawned (never forked from a
+    process running JAX) on first use; a batch comes back as one pickled array."""
+
+    def __init__(self, decoder, processes):
+        self.decoder = decoder
+        self.processes = processes
+        self._pool = None
+        self._lock = threading.Lock()
+
+    source = property(lambda self: self.decoder.source)
+    image_size = property(lambda self: self.decoder.image_size)
+    image_shape = property(lambda self: self.decoder.image_shape)
+
+    def _executor(self):
+        with self._lock:
+            if self._pool is None:
+                import multiprocessing
+                import pickle
+                from concurrent.futures import ProcessPoolExecutor
+
+                state = pickle.dumps((self.decoder.source, self.decoder.image_size))
+                self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_start_worker, initargs=(state,))
+            return self._pool
+
+    def __call__(self, idx, out=None):
+        images = self._executor().submit(_decode_in_worker, np.asarray(idx)).result()
+        if out is not None:
+            out[...] = images
+            return out
+        return images
+
+    def close(self):
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)

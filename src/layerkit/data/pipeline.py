@@ -21,7 +21,14 @@ import warnings
 import keras
 import numpy as np
 
-from layerkit.data.decoder import CACHE_LIMIT_BYTES, DECODE_CHUNK, SMALL_IMAGE_PIXELS, DecodedCache, Decoder
+from layerkit.data.decoder import (
+    CACHE_LIMIT_BYTES,
+    DECODE_CHUNK,
+    SMALL_IMAGE_PIXELS,
+    DecodedCache,
+    Decoder,
+    ProcessDecoder,
+)
 from layerkit.data.device import DeviceCopy, resolve_device
 from layerkit.data.prefetch import Prefetcher
 from layerkit.data.sampler import Sampler, positive_int
@@ -48,6 +55,11 @@ class Pipeline(keras.utils.PyDataset):
         workers: decoding threads. Default: 1 for images up to 96x96 (their decode calls are
             too short for threads to beat the GIL), else the CPU count.
         prefetch: batches prepared ahead by the background thread (0: none).
+        processes: worker processes that read and decode the batches when the pipeline decodes
+            every epoch (no decoded cache): 0 (none: the prefetch thread decodes), or a number
+            (spawned on first use; each prepares whole batches, `prefetch` is raised to keep
+            them busy). Reading and decoding small images is bound by Python's GIL in one
+            process (docs/benchmarks.md); processes use every core.
         device: where batches are made: None (the host), a JAX device, True (the first local
             device) or "auto" (the first local device when it is a GPU or TPU and the decoded
             set fits the cache). On a device the decoded data set is kept there and batches
@@ -56,7 +68,7 @@ class Pipeline(keras.utils.PyDataset):
 
     def __init__(self, source, batch_size, shuffle=True, seed=0, drop_remainder=None,
                  image_size=None, process_index=0, process_count=1, cache_decoded="auto",
-                 workers=None, prefetch=2, device=None):
+                 workers=None, prefetch=2, device=None, processes=0):
         # Keras's own enqueuer stays off (workers=1): the pipeline prefetches in order itself.
         super().__init__(workers=1, use_multiprocessing=False)
         if image_size is not None:
@@ -69,6 +81,8 @@ class Pipeline(keras.utils.PyDataset):
             raise ValueError("cache_decoded must be True, False or 'auto'. "
                              f"Received: cache_decoded={cache_decoded!r}")
         workers = None if workers is None else positive_int(workers, "workers")
+        if isinstance(processes, bool) or not isinstance(processes, (int, np.integer)) or processes < 0:
+            raise ValueError(f"processes must be an integer >= 0. Received: processes={processes!r}")
 
         # === The pieces ===
         self.decoder = Decoder(source, image_size, workers)
@@ -77,7 +91,10 @@ class Pipeline(keras.utils.PyDataset):
                                process_index, process_count)
         self.cache_decoded = cache_decoded
         self.cache = DecodedCache(self.decoder) if self._use_cache() else None
-        self.prefetcher = Prefetcher(self.batch_at, prefetch)
+        self.processes = int(processes) if self.cache is None and hasattr(source, "encoded_many") else 0
+        self.reader = ProcessDecoder(self.decoder, self.processes) if self.processes else self.decoder
+        self.prefetcher = Prefetcher(self.batch_at, max(prefetch, self.processes + 1) if self.processes and prefetch
+                                     else prefetch, threads=max(1, self.processes))
         self.device = resolve_device(device, self.cache is not None,
                                      f"cache_decoded={cache_decoded!r}, {len(self.labels)} images of "
                                      f"{self.decoder.image_shape if self.cache is None else self.image_shape}")
@@ -255,7 +272,7 @@ class Pipeline(keras.utils.PyDataset):
 
     def read(self, idx):
         """Decoded uint8 images for source indices `idx`."""
-        return self.cache(idx) if self.cache is not None else self.decoder(idx)
+        return self.cache(idx) if self.cache is not None else self.reader(idx)
 
     @property
     def image_shape(self):
@@ -277,6 +294,8 @@ class Pipeline(keras.utils.PyDataset):
         if self.device_copy is not None:
             self.device_copy.free()
         self.prefetcher.close()
+        if self.reader is not self.decoder:
+            self.reader.close()
 
     def __repr__(self):
         return (f"Pipeline({type(self.source).__name__} of {len(self.labels)}, "

@@ -10,11 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 
 class Prefetcher:
-    def __init__(self, fn, depth=2):
+    """`threads` > 1 prepares several steps at once (each waiting on a decoding process)."""
+
+    def __init__(self, fn, depth=2, threads=1):
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
             raise ValueError(f"prefetch must be an integer >= 0. Received: prefetch={depth!r}")
         self.fn = fn
         self.depth = depth
+        self.threads = threads
         self._futures = {}
         self._executor = None
         self._lock = threading.Lock()
@@ -34,7 +37,7 @@ class Prefetcher:
             return
         with self._lock:
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(1, thread_name_prefix="layerkit-prefetch")
+                self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="layerkit-prefetch")
             for s in range(step, step + self.depth):
                 if s not in self._futures:
                     self._futures[s] = self._executor.submit(self.fn, s)

@@ -60,6 +60,9 @@ class ArraySource:
 class NpzSource:
     """A JPEG pack (`load_npz`): one byte buffer, offsets, labels, class names."""
 
+    def __reduce__(self):  # a pack opened from a file is reopened, not copied, by worker processes
+        return (NpzSource, (self.name,)) if self.name != "the image pack" else (NpzSource, (self._pack,))
+
     def __init__(self, pack):
         self.name = "the image pack"
         if not isinstance(pack, EncodedImages):
@@ -202,15 +205,25 @@ class TFRecordSource:
         return f"{self._shards.paths[s]}, record {j}, byte offset {int(self._shards.readers[s].offsets[j])}"
 
     def encoded_many(self, indices):
+        from layerkit.records.example import _fast_image_label
         from layerkit.records.labels import check_row
 
-        indices = [int(i) for i in np.asarray(indices)]
-        read = self._shards.read_many(indices, with_crc=True)
+        indices = np.asarray(indices, np.int64).reshape(-1)
+        if indices.size and (indices.min() < -len(self) or indices.max() >= len(self)):
+            raise IndexError(f"image index out of range for {len(self)} images")
+        read = self._shards.read_many(indices.tolist(), with_crc=True)
+        shard, local = self._shards.locate_many(indices)
+        image_key, label_key = self._keys.encoded.encode(), self._keys.label.encode()
         out = []
-        for i, (payload, crc) in zip(indices, read):
-            s, j = self._shards.locate(i)
-            reader = self._shards.readers[s]
-            out.append(check_row(self._rows[i], payload, crc, reader.path, j, int(reader.offsets[j]), self._keys))
+        for (payload, crc), row, s, j in zip(read, self._rows[indices].tolist(), shard.tolist(), local.tolist()):
+            label, start, size, want = row
+            if want < 0 or crc == want:  # the common case: the record its row was made from
+                fast = _fast_image_label(payload, image_key, label_key)
+                if fast is not None and fast[1] == label and fast[0] == (start, start + size):
+                    out.append(payload[start : start + size])
+                    continue
+            reader = self._shards.readers[s]  # check_row names what differs, or parses the unusual
+            out.append(check_row(row, payload, crc, reader.path, j, int(reader.offsets[j]), self._keys))
         return out
 
 
@@ -231,15 +244,26 @@ class Subset:
         self.classes = source.classes
         self.labels = np.asarray(source.labels)[self.indices]
         self.image_shape = getattr(source, "image_shape", None)
-        if hasattr(source, "describe"):
-            self.describe = lambda i: source.describe(self.indices[int(i)])
-        if hasattr(source, "encoded_many"):
-            self.encoded_many = lambda idx: source.encoded_many(self.indices[np.asarray(idx)])
-        else:
-            self.images = lambda idx: source.images(self.indices[np.asarray(idx)])
+
+    def __getattr__(self, name):
+        # describe and one reader, as the source has them (a Subset of decoded arrays has no
+        # encoded_many); looked up on use, so a Subset pickles (decoding worker processes)
+        if name in ("describe", "encoded_many", "images") and "source" in self.__dict__ and hasattr(self.source, name):
+            return _Through(self.source, name, self.indices)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __len__(self):
         return len(self.indices)
+
+
+class _Through:
+    """``source.NAME(indices[k])``: a Subset's describe, encoded_many or images."""
+
+    def __init__(self, source, name, indices):
+        self.method, self.indices = getattr(source, name), indices
+
+    def __call__(self, k):
+        return self.method(self.indices[int(k)] if np.ndim(k) == 0 else self.indices[np.asarray(k)])
 
 
 def is_shard_folder(path: Path) -> bool:

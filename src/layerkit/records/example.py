@@ -345,8 +345,132 @@ def _single(features, key, kind, what):
     return values[0]
 
 
+def _varint(buf, pos):
+    """(value, next position) of a varint that `_fast_image_label` accepts: at most 9 bytes."""
+    b = buf[pos]
+    if b < 0x80:
+        return b, pos + 1
+    result, shift = b & 0x7F, 7
+    for pos in range(pos + 1, min(pos + 9, len(buf))):
+        b = buf[pos]
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos + 1
+        shift += 7
+    raise IndexError  # longer or truncated: the generic parser decides
+
+
+def _fast_image_label(buf, image_key: bytes, label_key: bytes):
+    """(image span, label) of an Example laid out as writers lay it out (one ``features``
+    message spanning the payload; map entries of key then value; one-value BytesList and
+    Int64List), or None for anything else, which the generic parser then reads. Where both
+    succeed they agree: the last entry of a key wins, unknown entries are skipped. The hot path
+    of reading records: each varint is inlined, its one-byte case first."""
+    try:
+        if buf[0] != 0x0A:
+            return None
+        end = buf[1]
+        if end < 0x80:
+            pos = 1 + 1
+        else:
+            end, pos = _varint(buf, 1)
+        end += pos
+        if end != len(buf):
+            return None
+        image = label = None
+        while pos < end:
+            if buf[pos] != 0x0A:
+                return None
+            n = buf[pos + 1]
+            if n < 0x80:
+                pos = pos + 1 + 1
+            else:
+                n, pos = _varint(buf, pos + 1)
+            entry_end = pos + n
+            if buf[pos] != 0x0A:
+                return None
+            k = buf[pos + 1]
+            if k < 0x80:
+                pos = pos + 1 + 1
+            else:
+                k, pos = _varint(buf, pos + 1)
+            key = buf[pos : pos + k]
+            pos += k
+            if key == image_key or key == label_key:
+                if buf[pos] != 0x12:
+                    return None
+                n = buf[pos + 1]
+                if n < 0x80:
+                    pos = pos + 1 + 1
+                else:
+                    n, pos = _varint(buf, pos + 1)
+                if pos + n != entry_end:
+                    return None
+                kind = buf[pos]
+                n = buf[pos + 1]
+                if n < 0x80:
+                    pos = pos + 1 + 1
+                else:
+                    n, pos = _varint(buf, pos + 1)
+                if pos + n != entry_end:
+                    return None
+                if key == image_key:
+                    if kind != 0x0A or buf[pos] != 0x0A:
+                        return None
+                    n = buf[pos + 1]
+                    if n < 0x80:
+                        pos = pos + 1 + 1
+                    else:
+                        n, pos = _varint(buf, pos + 1)
+                    if pos + n != entry_end:
+                        return None
+                    image = (pos, entry_end)
+                else:
+                    if kind != 0x1A or buf[pos] != 0x0A:
+                        return None
+                    n = buf[pos + 1]
+                    if n < 0x80:
+                        pos = pos + 1 + 1
+                    else:
+                        n, pos = _varint(buf, pos + 1)
+                    if pos + n != entry_end:
+                        return None
+                    value = buf[pos]
+                    if value < 0x80:
+                        pos = pos + 1
+                    else:
+                        value, pos = _varint(buf, pos)
+                    if pos != entry_end or value >> 63:
+                        return None
+                    label = value
+            else:  # another feature: its layout checked as the generic parser checks it, not its value
+                key.decode("utf-8")
+                if buf[pos] != 0x12:
+                    return None
+                n = buf[pos + 1]
+                if n < 0x80:
+                    pos = pos + 1 + 1
+                else:
+                    n, pos = _varint(buf, pos + 1)
+                if pos + n != entry_end:
+                    return None
+            if entry_end > end:
+                return None
+            pos = entry_end
+        if image is None or label is None or pos != end:
+            return None
+        return image, label
+    except (IndexError, UnicodeDecodeError):
+        return None
+
+
 def parse_image_example(payload, keys: ImageKeys = DEFAULT_KEYS) -> tuple[bytes, int]:
     """(encoded image bytes, label) of a serialized image Example."""
+    if isinstance(payload, bytes):
+        fast = _fast_image_label(payload, keys.encoded.encode(), keys.label.encode())
+        if fast is not None:
+            (start, stop), label = fast
+            return payload[start:stop], label
     features = parse_example(payload, (keys.encoded, keys.label))
     if keys.encoded not in features or keys.label not in features:
         features = parse_example(payload)  # every feature, for the message

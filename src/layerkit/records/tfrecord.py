@@ -567,6 +567,21 @@ class ShardReader:
     def __repr__(self) -> str:
         return f"ShardReader({str(self.path)!r}, records={len(self)})"
 
+    def __getstate__(self):  # for worker processes: reopened there with the offsets known here
+        return {"path": self.path, "max_record_bytes": self.max_record_bytes, "offsets": self.offsets,
+                "size": self.size, "compression": self.compression, "index_source": self.index_source}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._stale, self._data = None, None
+        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
+        if self.compression:
+            raw = _pread(self._fd, os.fstat(self._fd).st_size, 0)
+            self._data = decompress(raw, self.compression, self.path, max(self.size, 0))
+        size = len(self._data) if self._data is not None else os.fstat(self._fd).st_size
+        if size != self.size:
+            raise RecordError(f"the shard changed size ({self.size} -> {size} bytes) while it was read", self.path)
+
     def _read_at(self, n, offset) -> bytes:
         if self._data is not None:
             return self._data[offset : offset + n]
@@ -747,18 +762,34 @@ class Shards:
         s, j = self.locate(i)
         return self.readers[s].read(j)
 
+    def locate_many(self, indices) -> tuple[np.ndarray, np.ndarray]:
+        """(shard numbers, indices within those shards) of global records `indices` (an
+        integer array; negative indices count from the end, as `locate`)."""
+        idx = np.asarray(indices)
+        if idx.size and not np.issubdtype(idx.dtype, np.integer):
+            raise TypeError(f"record indices must be ints, got {idx.dtype}")
+        idx = idx.astype(np.int64).reshape(-1)
+        n = len(self)
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            bad = int(idx[(idx < -n) | (idx >= n)][0])
+            raise IndexError(f"record {bad} out of range for {n} records in {len(self.readers)} shards")
+        idx %= max(n, 1)
+        shard = np.searchsorted(self.starts, idx, side="right") - 1
+        return shard, idx - self.starts[shard]
+
     def read_many(self, indices, with_crc: bool = False) -> list:
         """Payloads of several global records in the order asked, one `read_many` per shard
         (with `with_crc`, (payload, stored CRC) pairs)."""
-        located = [self.locate(i) for i in indices]
-        by_shard: dict[int, list[int]] = {}
-        for s, j in located:
-            by_shard.setdefault(s, []).append(j)
-        got = {}
-        for s, js in by_shard.items():
-            for j, payload in zip(js, self.readers[s].read_many(js, with_crc)):
-                got[s, j] = payload
-        return [got[key] for key in located]
+        if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in indices):
+            for i in indices:
+                self.locate(i)  # raises the TypeError naming the index
+        shard, local = self.locate_many(np.fromiter((int(i) for i in indices), np.int64, len(indices)))
+        out = [None] * len(shard)
+        for s in np.unique(shard).tolist():
+            where = np.flatnonzero(shard == s)
+            for k, payload in zip(where.tolist(), self.readers[s].read_many(local[where].tolist(), with_crc)):
+                out[k] = payload
+        return out
 
     def __iter__(self):
         for r in self.readers:
