@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 __all__ = ["augment", "blocks", "load_model", "models", "train", "training", "__version__"]
 
-_SUBPACKAGES = ("augment", "blocks", "data", "models", "speedrun", "training")
+_SUBPACKAGES = ("augment", "blocks", "data", "models", "training")
 
 
 def __getattr__(name):

@@ -9,7 +9,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `layerkit --help` lists them.
-COMMANDS = ["train", "evaluate", "predict", "export", "recipes", "models", "records", "data", "bench", "speedrun"]
+COMMANDS = ["train", "evaluate", "predict", "export", "recipes", "models", "records", "data", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,10 +5,11 @@
 #   STAGES="short throughput" bash tools/device/issue5.sh                 # a subset
 #   STAGES="recipe-resnet-32-cifar10" bash tools/device/issue5.sh         # a recipe's accuracy run
 #
-# Stages: short (10 runs, vs airbench94_muon 90.76% in 2.31 s), short-sgd (10 runs, vs airbench94
-# 90.72% in 2.63 s), throughput (wrn-16-4 bf16 batch 512: pipeline vs on-device, target >= 0.95),
-# long (3 runs, vs airbench96 93.41% in 16.5 s), recipe-NAME (`layerkit train --recipe NAME` on
-# the shared data; not in the default list).
+# Stages: short (`layerkit train --recipe speedrun-94 --runs 10`, vs airbench94_muon 90.76% in
+# 2.31 s), short-sgd (speedrun-94-sgd, 10 runs, vs airbench94 90.72% in 2.63 s), throughput
+# (wrn-16-4 bf16 batch 512: pipeline vs on-device, target >= 0.95), long (speedrun-96, 3 runs, vs
+# airbench96 93.41% in 16.5 s), recipe-NAME (`layerkit train --recipe NAME` on the shared data;
+# not in the default list). Each speed-run stage leaves a run record per seed and summary.json.
 #
 # A call brings back at most 8 files, so $OUT holds three: summary.txt (machine, each stage's
 # exit status and its result lines), issue5.tar.gz (every log, JSON and run record, repacked
@@ -36,12 +37,6 @@ summary=$OUT/summary.txt
   "$python" -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)" 2>&1
 } > "$summary"
 
-data=(--data-dir .data)
-smoke=()
-if [ -n "${SMOKE:-}" ]; then
-  data=(--data sample)
-  smoke=(--smoke)
-fi
 status=0
 for stage in ${STAGES:-short short-sgd throughput long}; do
   echo "=== $stage $(date -u +%FT%TZ)" | tee -a "$OUT/stages.log"
@@ -49,10 +44,11 @@ for stage in ${STAGES:-short short-sgd throughput long}; do
   case $stage in
     short|short-sgd|long)
       runs=10; [ "$stage" = long ] && runs=3
-      [ -n "${SMOKE:-}" ] && runs=2
-      "$python" -m layerkit.cli speedrun cifar10 --preset "$stage" "${data[@]}" "${smoke[@]}" --runs "$runs" \
-        --out "$WORK/speedrun-$stage.json" 2>&1 | tee "$log"
-      rc=${PIPESTATUS[0]}; pattern='^(speedrun|run [0-9])' ;;
+      recipe=speedrun-94; [ "$stage" = short-sgd ] && recipe=speedrun-94-sgd; [ "$stage" = long ] && recipe=speedrun-96
+      if [ -n "${SMOKE:-}" ]; then runs=2; args=(--smoke model_options.widths=[8,16,16]); else args=(--data cifar10 data_dir=.data); fi
+      "$python" -m layerkit.cli train --recipe "$recipe" --runs "$runs" --out "$WORK/speedrun-$stage" \
+        "${args[@]}" report=false 2>&1 | tee "$log"
+      rc=${PIPESTATUS[0]}; pattern='(runs of|^run [0-9]|^layerkit)' ;;
     throughput)
       if [ -n "${SMOKE:-}" ]; then args=(sample --model wrn-10-1 --batch-size 32 --steps 2 --warmup 1 --repeats 1)
       else args=(cifar10 --data-dir .data --repeats 5); fi
