@@ -9,11 +9,16 @@ write (Pillow decode each record, numpy augment and normalise each image, stack 
 batch); (b) the batch-first `Pipeline` (batched libjpeg-turbo decode every epoch, the
 augmentation preset and normalisation compiled with `jax.jit` on the CPU, one batch in
 flight), and the same with the decoded images cached; (c) the decoder alone; (d) the
-augmentation layers alone. The last line is ``speedup batch-first/per-example: X``
-(decoding every epoch, as the per-example pipeline does).
+augmentation layers alone. The variants run interleaved, one epoch of each per round, so
+a change in the machine's load falls on all; each figure is the median over the rounds, and
+the speedup is also given round by round (its spread). The last line is
+``speedup batch-first/per-example: X`` (decoding every epoch, as the per-example pipeline
+does). ``--variants batch-first,cached --json`` times only those (the tf.data comparison,
+``bench/tfdata_compare.py``) and ends with one JSON line.
 """
 
 import io
+import json
 import os
 import statistics
 import time
@@ -35,6 +40,11 @@ def add_arguments(parser):
     parser.add_argument("--split", default="train")
     parser.add_argument("--no-layers", action="store_true",
                         help="skip (d), the augmentation layers measured alone")
+    parser.add_argument("--variants", default="per-example,batch-first,cached,decode",
+                        help="comma-separated subset of per-example, batch-first, cached, decode")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="decoding worker processes for batch-first (Pipeline(processes=N); default 0)")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line of every figure")
 
 
 # === (a) the per-example pipeline a user would write ===
@@ -123,6 +133,10 @@ def run(args):
     if args.images < 1 or args.repeats < 1:
         raise ValueError(f"--images and --repeats must be positive. Received: {args.images}, "
                          f"{args.repeats}")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = set(variants) - {"per-example", "batch-first", "cached", "decode"}
+    if unknown or not variants:
+        raise ValueError(f"--variants takes per-example, batch-first, cached, decode. Received: {args.variants!r}")
     full = open_dataset(args.data, args.split)
     if not hasattr(full, "encoded_many"):
         raise ValueError(f"{args.data}: holds decoded arrays; this benchmark needs encoded images")
@@ -152,47 +166,71 @@ def run(args):
         count, holder["state"] = batch_first_epoch(pipeline, step, holder["state"])
         return count
 
-    decoding = Pipeline(source, batch_size, seed=0, cache_decoded=False)
-    cached = Pipeline(source, batch_size, seed=0, cache_decoded=True)
-    epoch(decoding)  # compiles the augmentation
-    epoch(cached)  # fills the cache
-    blobs = source.encoded_many(np.arange(n))
+    runs = {}
+    if "per-example" in variants:
+        runs["per-example"] = lambda: per_example_epoch(source, order, batch_size, preset, rng, mean, std)
+    pipes = []
+    if "batch-first" in variants:
+        decoding = Pipeline(source, batch_size, seed=0, cache_decoded=False, processes=args.processes)
+        pipes.append(decoding)
+        epoch(decoding)  # compiles the augmentation (and starts any worker processes)
+        runs["batch-first"] = lambda: epoch(decoding)
+    if "cached" in variants:
+        cached = Pipeline(source, batch_size, seed=0, cache_decoded=True)
+        pipes.append(cached)
+        epoch(cached)  # fills the cache
+        runs["cached"] = lambda: epoch(cached)
+    if "decode" in variants:
+        blobs = source.encoded_many(np.arange(n))
 
-    def decode_only(threads):
-        return sum(len(decode_batch(blobs[i : i + batch_size], threads=threads))
-                   for i in range(0, n - batch_size + 1, batch_size))
+        def decode_only(threads):
+            return sum(len(decode_batch(blobs[i : i + batch_size], threads=threads))
+                       for i in range(0, n - batch_size + 1, batch_size))
 
-    runs = {
-        "per-example": lambda: per_example_epoch(source, order, batch_size, preset, rng, mean, std),
-        "batch-first": lambda: epoch(decoding),
-        "cached": lambda: epoch(cached),
-        **{f"decode {t}": (lambda t=t: decode_only(t)) for t in sorted({1, cores})},
-    }
+        runs.update({f"decode {t}": (lambda t=t: decode_only(t)) for t in sorted({1, cores})})
     # Interleaved, one epoch of each per round, so a change in the machine's load falls on all.
     rates = {name: [] for name in runs}
+    loads = []
     for _ in range(args.repeats):
         for name, fn in runs.items():
             rates[name].append(_median_rate(fn, 1))
+        loads.append(os.getloadavg()[0])
     rate = {name: statistics.median(r) for name, r in rates.items()}
-    decoding.close()
-    cached.close()
+    for pipe in pipes:
+        pipe.close()
 
-    per_example, batch_first = rate["per-example"], rate["batch-first"]
-    print(f"(a) per-example: Pillow decode, numpy augment + normalise per image, stack: "
-          f"{per_example:,.0f} images/s")
-    print(f"(b) batch-first: batched decode every epoch, jitted augment + normalise: "
-          f"{batch_first:,.0f} images/s")
-    print(f"    batch-first, decoded once and cached: {rate['cached']:,.0f} images/s")
-    bounds = {t: rate[f"decode {t}"] for t in sorted({1, cores})}
-    bound = max(bounds.values())
-    print("(c) decode bound (decode_batch alone): " + ", ".join(
-        f"{t} thread{'s' if t > 1 else ''} {r:,.0f}" for t, r in bounds.items()) + " images/s")
-    print(f"    batch-first / decode bound: {batch_first / bound:.2f}", flush=True)
+    if "per-example" in rate:
+        print(f"(a) per-example: Pillow decode, numpy augment + normalise per image, stack: "
+              f"{rate['per-example']:,.0f} images/s")
+    if "batch-first" in rate:
+        print(f"(b) batch-first: batched decode every epoch, jitted augment + normalise: "
+              f"{rate['batch-first']:,.0f} images/s"
+              + (f" ({args.processes} decoding processes)" if args.processes else ""))
+    if "cached" in rate:
+        print(f"    batch-first, decoded once and cached: {rate['cached']:,.0f} images/s")
+    if "decode" in variants:
+        bounds = {t: rate[f"decode {t}"] for t in sorted({1, cores})}
+        print("(c) decode bound (decode_batch alone): " + ", ".join(
+            f"{t} thread{'s' if t > 1 else ''} {r:,.0f}" for t, r in bounds.items()) + " images/s")
+        if "batch-first" in rate:
+            print(f"    batch-first / decode bound: {rate['batch-first'] / max(bounds.values()):.2f}", flush=True)
 
     if not args.no_layers:
         _augment_layers(shape, batch_size, preset, mean, std, args.repeats)
-    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {cores} cores")
-    print(f"speedup batch-first/per-example: {batch_first / per_example:.2f}")
+    print(f"load average (1 min) per round: {', '.join(f'{v:.1f}' for v in loads)} on {cores} cores")
+    result = {"data": str(args.data), "images": n, "batch_size": batch_size, "augment": preset,
+              "processes": args.processes, "cores": cores, "loadavg_1min": loads,
+              "images_per_s": {k: [round(v) for v in r] for k, r in rates.items()},
+              "median_images_per_s": {k: round(v) for k, v in rate.items()}}
+    if "per-example" in rate and "batch-first" in rate:
+        ratios = [b / a for a, b in zip(rates["per-example"], rates["batch-first"])]
+        result["speedup_per_round"] = [round(r, 2) for r in ratios]
+        print(f"speedup per round: {', '.join(f'{r:.2f}' for r in ratios)} "
+              f"(spread {min(ratios):.2f}-{max(ratios):.2f})")
+    if args.json:
+        print(json.dumps(result), flush=True)
+    if "per-example" in rate and "batch-first" in rate:
+        print(f"speedup batch-first/per-example: {rate['batch-first'] / rate['per-example']:.2f}")
     return 0
 
 
