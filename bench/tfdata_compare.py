@@ -50,13 +50,14 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per process")
     p.add_argument("--images", type=int, default=None, help="first N records (default: all)")
+    p.add_argument("--processes", type=int, default=0, help="layerkit's decoding worker processes (default 0)")
     args = p.parse_args(argv)
 
     images = ["--images", str(args.images)] if args.images else []
     tf_cmd = [args.tf_python, str(HERE / "tfdata_pipeline.py"), args.shards, "--epochs", str(args.epochs), *images]
     lk_cmd = [sys.executable, "-m", "layerkit.cli", "bench", "pipeline", args.shards, "--variants",
               "batch-first,cached", "--repeats", str(args.epochs), "--no-layers", "--json",
-              "--images", str(args.images or 10**9)]
+              "--images", str(args.images or 10**9), "--processes", str(args.processes)]
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, shards {args.shards}",
           flush=True)
     rounds = []
