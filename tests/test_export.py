@@ -25,7 +25,7 @@ def run_dir(tmp_path_factory):
     config = recipes.get("sample", smoke_run=True)
     pipe = FakePipe((32, 32, 3))
     data = RunData(pipe, pipe, pipe, tuple(f"c{i}" for i in range(10)), (32, 32, 3), "validation", {})
-    model = build_model(config, data)
+    model = build_model(config, data, steps_per_epoch=4)
     compile_model(model, config, steps_per_epoch=4)
     model.optimizer.build(model.trainable_variables)
     model.save(out / "best.keras")

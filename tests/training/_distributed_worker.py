@@ -14,8 +14,10 @@ from layerkit import models  # first: it selects the JAX backend before keras lo
 import keras  # noqa: E402
 from layerkit.training import apply_overrides, get_recipe, train
 
-OVERRIDES = ["model=tiny-dp", "epochs=1", "train_limit=128", "test_limit=24", "batch_size=32",
-             "image_size=16", "report=false", "augment=cifar", "normalize=unit"]
+OVERRIDES = ["model=tiny-dp", "model_options={}", "epochs=1", "train_limit=128", "test_limit=24", "batch_size=32",
+             "image_size=16", "report=false", "augment=cifar", "normalize=unit", "tta=none",
+             "optimizer=adamw", "optimizer_options={}", "lr=0.003", "weight_decay=0.0005", "schedule=onecycle",
+             "warmup_epochs=0.5", "label_smoothing=0.1"]
 
 
 @models.register("tiny-dp")

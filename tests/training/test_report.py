@@ -70,9 +70,9 @@ def test_report_data_section_lists_each_split(record):
 
 def test_report_says_which_losses_include_label_smoothing(record):
     out, config, *_ = record
-    assert config.label_smoothing == 0.1
+    assert config.label_smoothing == 0.2
     report = (out / "report.md").read_text()
-    assert "validation loss" in report and "include label smoothing 0.1" in report
+    assert "validation loss" in report and "include label smoothing 0.2" in report
     assert "test loss in the table is plain cross-entropy" in report
 
 

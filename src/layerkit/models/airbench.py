@@ -73,14 +73,16 @@ def airbench(num_classes=10, input_shape=(32, 32, 3), widths=(64, 256, 256), blo
 
 
 @register("airbench94")
-def airbench94(num_classes=10, input_shape=(32, 32, 3), widths=(64, 256, 256), block_depth=2, **options):
+def airbench94(num_classes=10, input_shape=(32, 32, 3), widths=(64, 256, 256), block_depth=2, whiten_kernel=2,
+               whiten_eps=5e-4, bn_momentum=0.6, bn_epsilon=1e-12, head_scale=0.0, head_std=1.0, identity_init=True):
     """airbench94's net (1.97M parameters): patch whitening, 3 blocks of 2 convs, scaled linear head."""
-    return airbench(num_classes, input_shape, widths=widths, block_depth=block_depth, name="airbench94", **options)
+    return airbench(num_classes, input_shape, widths, block_depth, whiten_kernel, whiten_eps, bn_momentum,
+                    bn_epsilon, head_scale, head_std, identity_init, name="airbench94")
 
 
 @register("airbench96")
-def airbench96(num_classes=10, input_shape=(32, 32, 3), widths=(128, 384, 512), block_depth=3, bn_momentum=0.9,
-               head_scale=1 / 9, head_std=0.0, **options):
+def airbench96(num_classes=10, input_shape=(32, 32, 3), widths=(128, 384, 512), block_depth=3, whiten_kernel=2,
+               whiten_eps=5e-4, bn_momentum=0.9, bn_epsilon=1e-12, head_scale=1 / 9, head_std=0.0, identity_init=True):
     """airbench96's net: wider, 3 convs a block with a residual pair."""
-    return airbench(num_classes, input_shape, widths=widths, block_depth=block_depth, bn_momentum=bn_momentum,
-                    head_scale=head_scale, head_std=head_std, name="airbench96", **options)
+    return airbench(num_classes, input_shape, widths, block_depth, whiten_kernel, whiten_eps, bn_momentum,
+                    bn_epsilon, head_scale, head_std, identity_init, name="airbench96")
