@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from layerkit.augment._shift import check_images
+from layerkit.augment._shift import check_images, same_dtype_spec
 
 
 @keras.saving.register_keras_serializable(package="layerkit")
@@ -58,6 +58,9 @@ class AlternatingFlip(keras.layers.Layer):
         flip = (self.first_epoch_flips(inputs) + epoch) % 2
         self.step.assign_add(1)
         return ops.where(ops.reshape(flip, (-1, 1, 1, 1)) == 1, ops.flip(inputs, axis=2), inputs)
+
+    def compute_output_spec(self, inputs, training=None):
+        return same_dtype_spec(self, inputs)  # uint8 in, uint8 out (the default spec says float32)
 
     def compute_output_shape(self, input_shape):
         return input_shape
