@@ -17,10 +17,10 @@ def _args(*argv):
 
 def test_registered_and_the_config_is_the_recipes_with_validation_off():
     assert BENCHMARKS["throughput"] == "layerkit.bench.throughput"
-    config = throughput.bench_config(_args("--model", "wrn-10-1", "--steps", "7", "--epochs", "2", "lr=0.01"))
-    assert (config.model, config.steps_per_epoch, config.epochs, config.validation, config.lr) == (
-        "wrn-10-1", 7, 3, 0.0, 0.01)
-    assert config.augment == "cifar"  # the sample recipe's, kept
+    config = throughput.bench_config(_args("--steps", "7", "--epochs", "2", "lr=0.01"))
+    assert (config.model, config.train_limit, config.epochs, config.validation, config.lr) == (
+        "airbench94", 7 * config.batch_size, 3, 0.0, 0.01)
+    assert config.augment == "airbench94"  # the sample recipe's, kept
 
 
 @pytest.mark.parametrize("flag, value", [("--batch-size", "0"), ("--steps", "0"), ("--repeats", "0"),
@@ -56,7 +56,8 @@ def test_the_bare_step_trains_like_fit(tmp_path):
 
 
 def test_a_tiny_run_prints_both_rates_and_the_ratio(capsys):
-    assert throughput.run(_args("--model", "wrn-10-1", "--batch-size", "16", "--steps", "2", "--epochs", "1",
+    assert throughput.run(_args("--recipe", "wrn-40-2-cifar10", "--data", "sample", "--model", "wrn-10-1",
+                                "--batch-size", "16", "--steps", "2", "--epochs", "1",
                                 "--repeats", "1", "--precision", "fp32", "--verbose", "0")) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     rates = [float(line.split("images/s")[0].split()[-1].replace(",", "")) for line in lines[-3:-1]]

@@ -54,9 +54,11 @@ def bench_config(args):
     flags = {"data": args.data, "model": args.model, "batch_size": args.batch_size, "precision": args.precision}
     config = apply_overrides(config, {k: v for k, v in flags.items() if v is not None})
     config = apply_overrides(config, list(args.overrides))
-    return apply_overrides(config, {"validation": 0.0, "steps_per_epoch": args.steps,
-                                    "epochs": args.epochs + 1, "test_limit": config.batch_size,
-                                    "report": False, "tta": False})
+    # an epoch is one whole pass of `steps` batches: train_limit, not steps_per_epoch (a shorter
+    # epoch would run out of data at the end of a pass, and Keras would stop the fit there)
+    return apply_overrides(config, {"validation": 0.0, "train_limit": args.steps * config.batch_size,
+                                    "steps_per_epoch": 0, "epochs": args.epochs + 1,
+                                    "test_limit": config.batch_size, "report": False, "tta": "none"})
 
 
 class BareStep:
