@@ -55,6 +55,29 @@ def test_a_stale_labels_file_is_an_error_at_the_first_read_never_wrong_pairs(wri
         verify_records(written)
 
 
+@pytest.mark.parametrize("labels_file", [True, False])
+def test_a_record_rewritten_after_its_first_read_is_checked_again(written, labels_file):
+    # the first read checks a record against its row; later reads slice it while its CRC is
+    # unchanged: a record rewritten in place (same size, valid frame, another label) is caught
+    if not labels_file:
+        for path in written.glob("*.labels"):
+            path.unlink()
+    source = TFRecordSource(written)
+    first = source.encoded_many(np.arange(len(source)))
+    assert source.encoded_many([0, 0, 5]) == [first[0], first[0], first[5]]
+    shard = sorted(written.glob("*.tfrecord"))[0]
+    with ShardReader(shard) as r:
+        payloads = [r.read(i) for i in range(len(r))]
+    fields = image_example_fields(payloads[0])
+    relabelled = encode_image_example(fields["encoded"], (fields["label"] + 1) % 10, "jpeg", 32, 32)
+    raw, frame = shard.read_bytes(), tfrecord.encode_record(payloads[0])
+    assert raw.startswith(frame) and len(relabelled) == len(payloads[0])
+    shard.write_bytes(tfrecord.encode_record(relabelled) + raw[len(frame):])
+    assert source.encoded_many([1]) == [first[1]]  # untouched records read as before
+    with pytest.raises(RecordError, match=r"record 0\b"):
+        source.encoded_many([0])
+
+
 @pytest.mark.parametrize("corrupt, why", [
     (lambda p: p.write_bytes(b"not an npy"), "not an .npy array"),
     (lambda p: np.save(p, np.zeros(8, "<i8"), allow_pickle=False), "holds 8 numbers"),
@@ -166,9 +189,9 @@ def test_a_forged_row_with_a_valid_checksum_is_caught_at_the_read_never_served(w
 
 def test_shards_return_the_stored_crc_with_each_payload(written):
     shards = Shards(written)
-    pairs = shards.read_many([5, 0], with_crc=True)
-    assert [p for p, _ in pairs] == shards.read_many([5, 0])
-    assert all(crc == tfrecord.masked_crc32c(p) for p, crc in pairs)
+    payloads, crcs = shards.read_many([5, 0], with_crc=True)
+    assert payloads == shards.read_many([5, 0]) and crcs.dtype == np.int64
+    assert [tfrecord.masked_crc32c(p) for p in payloads] == crcs.tolist()
 
 
 def test_index_gives_foreign_shards_labels_files(written, capsys):

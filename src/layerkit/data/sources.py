@@ -123,10 +123,12 @@ class TFRecordSource:
 
     The labels and where each image's bytes lie in its record come from the shard's labels
     file (`layerkit.records.labels`) when it has a valid one (its checksum and trailer
-    fit the shard); otherwise each record is parsed once at opening. Every record read later
-    is checked against its row: stored CRC, parsed label and image bytes
-    (`record_labels.check_row`, ~14 µs a record), so a wrong label or image is never served;
-    a mismatch raises `RecordError` naming shard, record and byte offset.
+    fit the shard); otherwise each record is parsed once at opening. The first read of each
+    record checks it against its row: stored CRC, parsed label and image bytes
+    (`layerkit.records.labels.check_row`), so a wrong label or image is never served; a
+    mismatch raises `RecordError` naming shard, record and byte offset. Later reads check the
+    frame's CRCs (as every read does) and that the record's CRC is still the one it had when
+    checked: its bytes unchanged, the image is sliced at the row's place without parsing again.
     """
 
     def __init__(self, folder, keys=None, compression=None):
@@ -176,7 +178,7 @@ class TFRecordSource:
                 warnings.warn(f"ignoring {why}; scanning the shard", stacklevel=2)
             self.labels_source.append("scan")
             self._rows[lo:hi] = scan_labels(reader, keys)
-            self._rows[lo:hi, 3] = -1  # parsed now; each read parses the record again
+            self._rows[lo:hi, 3] = -1  # parsed now; the first read of each record parses it again
         labels = self._rows[:, 0]
         classes = classes or [str(i) for i in range(int(labels.max()) + 1)]
         self.classes = tuple(str(c) for c in classes)
@@ -195,6 +197,7 @@ class TFRecordSource:
                 raise RecordError("class counts differ from the shards' labels: " + ", ".join(
                     f"{c!r}: {got} in the shards, {want} in the file" for c, (got, want) in wrong.items()), meta_path)
         self.image_shape = None
+        self._checked = np.full(n, -1, np.int64)  # the CRC each record had when checked against its row
 
     def __len__(self):
         return len(self.labels)
@@ -211,19 +214,23 @@ class TFRecordSource:
         indices = np.asarray(indices, np.int64).reshape(-1)
         if indices.size and (indices.min() < -len(self) or indices.max() >= len(self)):
             raise IndexError(f"image index out of range for {len(self)} images")
-        read = self._shards.read_many(indices.tolist(), with_crc=True)
-        shard, local = self._shards.locate_many(indices)
+        indices %= max(len(self), 1)
+        payloads, crcs = self._shards.read_many(indices, with_crc=True)
+        rows = self._rows[indices]
+        # A record checked once against its row is served by slicing while its CRC stays the one
+        # it had then (its bytes unchanged); any other is checked now.
+        start, end = rows[:, 1], rows[:, 1] + rows[:, 2]
+        out = [p[a:b] for p, a, b in zip(payloads, start.tolist(), end.tolist())]
         image_key, label_key = self._keys.encoded.encode(), self._keys.label.encode()
-        out = []
-        for (payload, crc), row, s, j in zip(read, self._rows[indices].tolist(), shard.tolist(), local.tolist()):
-            label, start, size, want = row
-            if want < 0 or crc == want:  # the common case: the record its row was made from
-                fast = _fast_image_label(payload, image_key, label_key)
-                if fast is not None and fast[1] == label and fast[0] == (start, start + size):
-                    out.append(payload[start : start + size])
-                    continue
-            reader = self._shards.readers[s]  # check_row names what differs, or parses the unusual
-            out.append(check_row(row, payload, crc, reader.path, j, int(reader.offsets[j]), self._keys))
+        for k in np.flatnonzero(self._checked[indices] != crcs).tolist():
+            i, payload, crc, row = int(indices[k]), payloads[k], int(crcs[k]), rows[k].tolist()
+            label, a, size, want = row
+            fast = _fast_image_label(payload, image_key, label_key) if want < 0 or crc == want else None
+            if fast is None or fast[1] != label or fast[0] != (a, a + size):
+                s, j = self._shards.locate(i)  # check_row names what differs, or parses the unusual
+                reader = self._shards.readers[s]
+                out[k] = check_row(row, payload, crc, reader.path, j, int(reader.offsets[j]), self._keys)
+            self._checked[i] = crc
         return out
 
 

@@ -41,7 +41,8 @@ def scan_labels(reader, keys=DEFAULT_KEYS) -> np.ndarray:
     rows = np.empty((len(reader), COLUMNS), np.int64)
     for lo in range(0, len(reader), 4096):
         chunk = range(lo, min(len(reader), lo + 4096))
-        for j, (payload, crc) in zip(chunk, reader.read_many(chunk, with_crc=True)):
+        payloads, crcs = reader.read_many(chunk, with_crc=True)
+        for j, payload, crc in zip(chunk, payloads, crcs.tolist()):
             try:
                 encoded, label = parse_image_example(payload, keys)
                 if label < 0:

@@ -87,6 +87,18 @@ def masked_crc32c(data) -> int:
     return mask_crc(crc32c(data))
 
 
+def _mask(crc: np.ndarray) -> np.ndarray:
+    """`mask_crc` of an int64 array of CRCs."""
+    crc = crc.astype(np.uint64)
+    return ((((crc >> np.uint64(15)) | (crc << np.uint64(17))) & np.uint64(_U32)) + np.uint64(_MASK_DELTA)
+            ).astype(np.int64) & _U32
+
+
+def _gather_le(raw: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
+    """The little-endian unsigned ints of `width` bytes (4 or 8) at byte offsets `at` of `raw`, as int64."""
+    return raw[at[:, None] + np.arange(width)].copy().view(f"<u{width}").reshape(-1).astype(np.int64)
+
+
 def encode_record(payload) -> bytes:
     """One framed record: header, payload, footer."""
     payload = bytes(payload)
@@ -636,39 +648,50 @@ class ShardReader:
 
     def read(self, i) -> bytes:
         """Payload of record `i`, its CRCs checked."""
-        i = self._check_index(i)
-        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
-        frame = self._read_at(end - start, start)
-        if len(frame) != end - start:
-            raise RecordError(f"shard shrank while reading: got {len(frame)} of {end - start} bytes", self.path, i, start)
-        return self._decode(frame, i)
+        return self.read_many([self._check_index(i)])[0]
 
-    def read_many(self, indices, with_crc: bool = False) -> list:
-        """Payloads of several records, in the order asked; neighbouring records share one read.
-        With `with_crc`, (payload, the masked CRC-32C stored in its frame) pairs."""
-        wanted = [self._check_index(i) for i in indices]
-        order = sorted(set(wanted))
-        got = {}
-        k = 0
-        while k < len(order):
-            first = last = order[k]
-            k += 1
-            while (
-                k < len(order)
-                and order[k] == last + 1
-                and self.offsets[order[k] + 1] - self.offsets[first] <= MAX_COALESCED_READ
-            ):
-                last = order[k]
-                k += 1
-            start, end = int(self.offsets[first]), int(self.offsets[last + 1])
-            block = memoryview(self._read_at(end - start, start))
-            if len(block) != end - start:
-                raise RecordError(f"shard shrank while reading: got {len(block)} of {end - start} bytes", self.path, first, start)
-            for i in range(first, last + 1):
-                lo, hi = int(self.offsets[i]) - start, int(self.offsets[i + 1]) - start
-                payload = self._decode(block[lo:hi], i)
-                got[i] = (payload, int.from_bytes(block[hi - FOOTER_BYTES : hi], "little")) if with_crc else payload
-        return [got[i] for i in wanted]
+    def read_many(self, indices, with_crc: bool = False):
+        """Payloads of several records, in the order asked (repeats allowed); see `read_records`.
+        With `with_crc`, ``(payloads, crcs)``: also the masked CRC-32C stored in each frame."""
+        wanted = self._check_indices(indices)
+        return read_records([self], np.zeros(len(wanted), np.int64), wanted, with_crc)
+
+    def _read_runs(self, order: np.ndarray) -> tuple[list, np.ndarray, np.ndarray]:
+        """The frames of records `order` (sorted, unique): the blocks read, neighbours sharing one
+        up to about `MAX_COALESCED_READ` bytes, and where each frame begins and ends in the
+        blocks' concatenation."""
+        starts, ends = self.offsets[order], self.offsets[order + 1]
+        run_start = np.ones(len(order), bool)
+        run_start[1:] = order[1:] != order[:-1] + 1
+        first = np.maximum.accumulate(np.where(run_start, np.arange(len(order)), 0))
+        chunk = (ends - starts[first] - 1) // MAX_COALESCED_READ  # a run is cut at each multiple
+        run_start[1:] |= chunk[1:] != chunk[:-1]
+        heads = np.flatnonzero(run_start)
+        tails = np.append(heads[1:], len(order)) - 1
+        blocks = []
+        for h, t in zip(heads.tolist(), tails.tolist()):
+            a, b = int(starts[h]), int(ends[t])
+            block = self._read_at(b - a, a)
+            if len(block) != b - a:
+                raise RecordError(f"shard shrank while reading: got {len(block)} of {b - a} bytes",
+                                  self.path, int(order[h]), a)
+            blocks.append(block)
+        place = np.concatenate([[0], np.cumsum(ends[tails] - starts[heads])[:-1]])
+        run = np.cumsum(run_start) - 1
+        lo = starts - starts[heads][run] + place[run]
+        return blocks, lo, lo + (ends - starts)
+
+    def _check_indices(self, indices) -> np.ndarray:
+        """`indices` as a 1-D int64 array within the shard (negative ones counted from the end)."""
+        idx = np.asarray(indices if not isinstance(indices, range) else np.arange(indices.start, indices.stop, indices.step))
+        if idx.size and (idx.dtype == bool or not np.issubdtype(idx.dtype, np.integer)):
+            raise TypeError(f"record indices must be ints, got {idx.dtype}")
+        idx = idx.astype(np.int64).reshape(-1)
+        n = len(self)
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            bad = int(idx[(idx < -n) | (idx >= n)][0])
+            raise IndexError(f"record {bad} out of range for shard {self.path} of {n} records")
+        return idx % max(n, 1)
 
     def __iter__(self):
         step = 256
@@ -690,6 +713,46 @@ class ShardReader:
     def __del__(self):
         if getattr(self, "_fd", None) is not None:
             self.close()
+
+
+def read_records(readers, shard: np.ndarray, local: np.ndarray, with_crc: bool = False):
+    """The payloads of records ``readers[shard[k]]``'s ``local[k]`` in that order (repeats
+    allowed), every frame checked as `decode_record` would: its length field against the
+    index, both CRCs, the record size limit. Each record is read once (neighbours share a
+    read); the checks run on the whole batch at once, and a frame that fails one is handed
+    to `decode_record`, which raises `RecordError` naming what is wrong. With `with_crc`,
+    ``(payloads, crcs)``: also the masked CRC-32C stored in each frame (int64)."""
+    if len(local) == 0:
+        return ([], np.empty(0, np.int64)) if with_crc else []
+    width = int(local.max()) + 1
+    keys, inverse = np.unique(shard * width + local, return_inverse=True)
+    order_shard, order_local = keys // width, keys % width
+    blocks, lo, hi, limit, size = [], [], [], [], 0
+    for s in np.unique(order_shard).tolist():
+        reader = readers[s]
+        got, a, b = reader._read_runs(order_local[order_shard == s])
+        blocks += got
+        lo.append(a + size)
+        hi.append(b + size)
+        limit.append(np.full(len(a), reader.max_record_bytes, np.int64))
+        size += sum(len(g) for g in got)
+    buf = blocks[0] if len(blocks) == 1 else b"".join(blocks)
+    lo, hi, limit = np.concatenate(lo), np.concatenate(hi), np.concatenate(limit)
+    raw = np.frombuffer(buf, np.uint8)
+    length, length_crc, stored = _gather_le(raw, lo, 8), _gather_le(raw, lo + 8, 4), _gather_le(raw, hi - 4, 4)
+    lo_l, hi_l = lo.tolist(), hi.tolist()
+    payloads = [buf[a + HEADER_BYTES : b - FOOTER_BYTES] for a, b in zip(lo_l, hi_l)]
+    computed = np.fromiter(map(google_crc32c.value, payloads), np.int64, len(payloads))
+    computed_length = np.fromiter((google_crc32c.value(buf[a : a + 8]) for a in lo_l), np.int64, len(lo_l))
+    bad = ((length != hi - lo - FRAME_BYTES) | (length > limit)
+           | (_mask(computed_length) != length_crc) | (_mask(computed) != stored))
+    for k in np.flatnonzero(bad).tolist():
+        reader, j = readers[int(order_shard[k])], int(order_local[k])
+        reader._decode(memoryview(buf)[lo_l[k] : hi_l[k]], j)  # raises, naming the fault
+        raise RecordError("frame failed a batch check that decode_record passed", reader.path, j, int(reader.offsets[j]))
+    inverse = inverse.reshape(-1).tolist()
+    out = [payloads[k] for k in inverse]
+    return (out, stored[inverse]) if with_crc else out
 
 
 SHARD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrec")
@@ -777,19 +840,15 @@ class Shards:
         shard = np.searchsorted(self.starts, idx, side="right") - 1
         return shard, idx - self.starts[shard]
 
-    def read_many(self, indices, with_crc: bool = False) -> list:
-        """Payloads of several global records in the order asked, one `read_many` per shard
-        (with `with_crc`, (payload, stored CRC) pairs)."""
-        if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in indices):
+    def read_many(self, indices, with_crc: bool = False):
+        """Payloads of several global records in the order asked; see `read_records` (with
+        `with_crc`, ``(payloads, crcs)``, as `ShardReader.read_many`)."""
+        if not isinstance(indices, np.ndarray) and not all(
+                isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in indices):
             for i in indices:
                 self.locate(i)  # raises the TypeError naming the index
-        shard, local = self.locate_many(np.fromiter((int(i) for i in indices), np.int64, len(indices)))
-        out = [None] * len(shard)
-        for s in np.unique(shard).tolist():
-            where = np.flatnonzero(shard == s)
-            for k, payload in zip(where.tolist(), self.readers[s].read_many(local[where].tolist(), with_crc)):
-                out[k] = payload
-        return out
+        shard, local = self.locate_many(np.asarray(indices, np.int64) if len(indices) else np.empty(0, np.int64))
+        return read_records(self.readers, shard, local, with_crc)
 
     def __iter__(self):
         for r in self.readers:
