@@ -18,6 +18,8 @@ from layerkit.training import apply_overrides, get_recipe, train
 from layerkit.training.checkpoints import FAULT_ENV, STAGES, read_state
 from layerkit.training.run import load_checkpoint
 
+from tests.conftest import tensorboard_scalars
+
 EPOCHS = 5
 OVERRIDES = [f"epochs={EPOCHS}", "train_limit=256", "test_limit=64", "batch_size=32", "report=false",
              "warmup_epochs=1"]
@@ -82,6 +84,10 @@ def test_sigkill_anywhere_then_resume_equals_uninterrupted(tmp_path):
     assert results["epochs"] == EPOCHS
     with open(killed / "history.csv", newline="") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(1, EPOCHS + 1))  # none lost or repeated
+    # TensorBoard shows each epoch once: a killed epoch's point is dropped when the resume logs it again
+    tb_whole, tb_killed = tensorboard_scalars(whole / "tensorboard"), tensorboard_scalars(killed / "tensorboard")
+    assert [s for s, _ in tb_killed["loss"]] == list(range(1, EPOCHS + 1))
+    assert tb_killed["loss"] == tb_whole["loss"]  # the resumed run is the uninterrupted one, bit for bit
     for a, b in zip(_weights(whole / "last.keras"), _weights(killed / "last.keras"), strict=True):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(_weights(whole / "best.keras"), _weights(killed / "best.keras"), strict=True):

@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 
 from layerkit.training import apply_overrides, get_recipe, train
-from layerkit.training.events import read_scalars
 from layerkit.training.run import RunError, load_checkpoint
+
+from tests.conftest import tensorboard_scalars
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_tensorboard_events_hold_the_epoch_scalars(run_dir):
     out, _ = run_dir
     files = list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert len(files) == 1
-    scalars = read_scalars(files[0])
+    scalars = tensorboard_scalars(out / "tensorboard")  # TensorBoard's own reader
     assert [s for s, _ in scalars["val_accuracy"]] == [1, 2]
     history = list(csv.DictReader(open(out / "history.csv")))
     np.testing.assert_allclose([v for _, v in scalars["loss"]], [float(r["loss"]) for r in history], rtol=1e-6)

@@ -61,16 +61,18 @@ class HistoryCSV(keras.callbacks.CSVLogger):
 
 
 class TensorBoardLogger(keras.callbacks.Callback):
-    """Epoch scalars into a TensorBoard event file (no TensorFlow needed)."""
+    """Epoch scalars into a TensorBoard event file (no TensorFlow needed), a new file each session."""
 
     def __init__(self, logdir):
         super().__init__()
         self.logdir = logdir
         self.writer = None
 
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.writer is None:  # this session's first epoch (after a resume: the one after the last checkpoint)
+            self.writer = EventWriter(self.logdir, first_step=epoch + 1)
+
     def on_epoch_end(self, epoch, logs=None):
-        if self.writer is None:
-            self.writer = EventWriter(self.logdir)
         self.writer.scalars(epoch + 1, logs or {})
 
 
