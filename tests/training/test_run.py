@@ -79,6 +79,8 @@ def test_evaluate_and_predict_commands(run_dir, tmp_path, capsys):
     assert f"{results['test_accuracy_final']:.4f}" in capsys.readouterr().out
     assert main(["evaluate", str(out), "--weights", "best"]) == 0  # the file, loaded anew, agrees
     assert f"{results['test_accuracy_best']:.4f}" in capsys.readouterr().out
+    assert main(["evaluate", str(out), "--weights", "best", "--tta", "flip"]) == 0  # finish()'s one TTA model
+    assert f"{results['test_accuracy_best_tta']:.4f}" in capsys.readouterr().out  # served the best weights too
     img = tmp_path / "x.jpg"
     img.write_bytes(embedded.load("test").encoded(0))
     assert main(["predict", str(out), str(img), "--top", "2"]) == 0

@@ -36,3 +36,21 @@ def test_tta_model_ranks_as_the_weighted_average_of_logits():
     expected = np.exp(averaged - averaged.max(-1, keepdims=True))
     np.testing.assert_allclose(probs, expected / expected.sum(-1, keepdims=True), rtol=1e-4, atol=1e-6)
     assert tta_model(model, "none") is model
+
+
+def test_a_tta_model_serves_weights_loaded_after_it_was_made(tmp_path):
+    # finish() makes one TTA model and loads the best weights under it: its compiled predict
+    # step must then give what a TTA model made afresh gives.
+    inputs = keras.Input((6, 6, 3))
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(keras.layers.Flatten()(inputs)))
+    images = np.random.default_rng(3).normal(size=(16, 6, 6, 3)).astype("float32")
+    model.save_weights(tmp_path / "first.weights.h5")
+    tta = tta_model(model, "flip")
+    before = tta.predict(images, verbose=0)
+    rng = np.random.default_rng(4)
+    model.set_weights([w + rng.normal(size=w.shape).astype("float32") for w in model.get_weights()])
+    assert not np.allclose(tta.predict(images, verbose=0), before)
+    model.load_weights(tmp_path / "first.weights.h5")
+    np.testing.assert_allclose(tta.predict(images, verbose=0), before, rtol=1e-6)
+    np.testing.assert_allclose(tta.predict(images, verbose=0), tta_model(model, "flip").predict(images, verbose=0),
+                               rtol=1e-6)

@@ -423,14 +423,19 @@ def scores(probs, labels) -> dict:
 
 
 def finish(config, workdir: Path, model, data: RunData, train_seconds: float, checkpoints) -> dict:
+    from layerkit.training.tta import tta_model
+
     labels = data.test.labels
     final = predict_probabilities(model, data.test)
+    # The TTA model is made once and shares `model`'s variables: the best weights loaded below
+    # run through its compiled predict step too (a second TTA model would compile anew).
+    tta_net = tta_model(model, config.tta)
     results = {"splits": data.splits, "test_images": int(len(labels)),
                "test_accuracy_final": scores(final, labels)["accuracy"],
                "test_loss_final": scores(final, labels)["loss"]}
     if config.tta != "none":
         results["tta"] = config.tta
-        results["test_accuracy_final_tta"] = scores(predict_probabilities(model, data.test, config.tta), labels)["accuracy"]
+        results["test_accuracy_final_tta"] = scores(predict_probabilities(tta_net, data.test), labels)["accuracy"]
     if checkpoints.best_file is not None:
         # the best weights into the same model: its compiled predict step serves again
         # (loading the file as a second model would compile everything a second time)
@@ -440,7 +445,7 @@ def finish(config, workdir: Path, model, data: RunData, train_seconds: float, ch
         results["best_epoch"] = checkpoints.best_epoch
         results["best_selected_on"] = data.validation_name
         if config.tta != "none":
-            results["test_accuracy_best_tta"] = scores(predict_probabilities(best, data.test, config.tta), labels)["accuracy"]
+            results["test_accuracy_best_tta"] = scores(predict_probabilities(tta_net, data.test), labels)["accuracy"]
     history = reporting.read_history(workdir / "history.csv")
     results.update(
         epochs=config.epochs, train_seconds_this_session=round(train_seconds, 1),
