@@ -174,3 +174,26 @@ def test_a_config_that_expands_past_the_limit_is_refused_before_reading(tmp_path
     monkeypatch.setattr(saving, "MAX_CONFIG_BYTES", 1000)
     with pytest.raises(ValueError, match="expands to 5,002 bytes"):
         saving.load_model(path)
+
+
+def test_load_weights_gives_what_keras_loads_from_the_checkpoint(tmp_path):
+    def model():
+        net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization(),
+                                keras.layers.Dense(2)])
+        net.compile(optimizer="adam", loss="mse")
+        return net
+
+    x, y = np.random.default_rng(0).normal(size=(8, 4)), np.random.default_rng(1).normal(size=(8, 2))
+    trained = model()
+    trained.fit(x, y, epochs=2, verbose=0)
+    trained.save(tmp_path / "ckpt.keras")
+    ours, theirs = model(), model()
+    for net in (ours, theirs):
+        net.optimizer.build(net.trainable_variables)
+    layerkit.saving.load_weights(ours, tmp_path / "ckpt.keras")
+    theirs.load_weights(tmp_path / "ckpt.keras")
+    assert int(ours.optimizer.iterations) == 2
+    for a, b, c in zip(ours.variables + ours.optimizer.variables, theirs.variables + theirs.optimizer.variables,
+                       trained.variables + trained.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(c))

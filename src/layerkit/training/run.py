@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from layerkit import augment, models
-from layerkit.saving import load_model as load_checkpoint
+from layerkit.saving import load_model as load_checkpoint, load_weights
 from layerkit.training import report as reporting
 from layerkit.training.callbacks import GracefulStop, HistoryCSV, RunLogger, TensorBoardLogger
 from layerkit.training.checkpoints import (Checkpoints, fault_point, read_state, repair,
@@ -360,7 +360,7 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals) -> 
             # Same construction path as the uninterrupted run, then the saved state:
             # weights, optimizer slots and step, random-generator counters.
             model.optimizer.build(model.trainable_variables)
-            model.load_weights(workdir / state["last"])
+            load_weights(model, workdir / state["last"])
             restore_seed_states(model, state["seed_states"])
             print(f"resuming {workdir} after epoch {initial_epoch} of {config.epochs}", file=sys.stderr)
             fault_point("resumed", initial_epoch)
@@ -440,7 +440,7 @@ def finish(config, workdir: Path, model, data: RunData, train_seconds: float, ch
         # the best weights into the same model: its compiled predict step serves again
         # (loading the file as a second model would compile everything a second time)
         best = model
-        best.load_weights(workdir / checkpoints.best_file)
+        load_weights(best, workdir / checkpoints.best_file)
         results["test_accuracy_best"] = scores(predict_probabilities(best, data.test), labels)["accuracy"]
         results["best_epoch"] = checkpoints.best_epoch
         results["best_selected_on"] = data.validation_name
