@@ -2,6 +2,7 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+os.environ["LAYERKIT_CACHE_DIR"] = "off"  # no persistent compilation cache, unless a test is about it
 
 import keras  # noqa: E402
 import pytest  # noqa: E402

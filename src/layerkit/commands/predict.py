@@ -11,8 +11,10 @@ def add_parser(subparsers):
 
 
 def run(args):
+    from layerkit.training.compilation import use_persistent_cache
     from layerkit.training.inference import predict_files
 
+    use_persistent_cache()
     for path, ranked in predict_files(args.run_dir, args.images, weights=args.weights, top=args.top):
         print(path + ": " + ", ".join(f"{name} {p:.3f}" for name, p in ranked))
     return 0

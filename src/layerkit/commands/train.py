@@ -52,6 +52,9 @@ def run(args):
 
     signals = StopSignals().install()  # first thing: a Ctrl-C during start-up is handled too
     try:
+        from layerkit.training.compilation import use_persistent_cache
+
+        use_persistent_cache()  # $LAYERKIT_CACHE_DIR or ~/.cache/layerkit/jax; LAYERKIT_CACHE_DIR=off: none
         results = _run(args, signals)
     finally:
         signals.restore()

@@ -27,6 +27,7 @@ from layerkit.training import report as reporting
 from layerkit.training.callbacks import GracefulStop, HistoryCSV, RunLogger, TensorBoardLogger
 from layerkit.training.checkpoints import (Checkpoints, fault_point, read_state, repair,
                                            restore_seed_states)
+from layerkit.training.compilation import fast_compile
 from layerkit.training.rundir import RunLock, atomic_write_text
 from layerkit.training.stop import StopSignals
 from layerkit.training import distribution as dist
@@ -349,7 +350,7 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals) -> 
     verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
     verbose = verbose if chief else 0
 
-    with precision(config.precision):
+    with precision(config.precision), fast_compile(config.fast_compile):
         data = load_data(config, topology.process_index, topology.process_count)
         if chief:
             atomic_write_text(workdir / "classes.json", json.dumps(list(data.classes)))
