@@ -35,6 +35,7 @@ def test_every_recipe_is_documented_and_valid():
         smoke = get_recipe(name, smoke_run=True)
         assert smoke.model == config.model and smoke.optimizer == config.optimizer
         assert smoke.epochs == 1 and smoke.data == "sample"
+        assert smoke.fast_compile and not config.fast_compile  # only the smoke run compiles fast
 
 
 def test_unknown_recipe_lists_recipes():

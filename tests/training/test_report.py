@@ -15,8 +15,9 @@ from layerkit.training.run import write_record
 
 
 def _record(out, overrides=()):
-    """write_record on the embedded sample's real splits, with made-up test probabilities."""
-    config = apply_overrides(get_recipe("sample", smoke_run=True), list(overrides))
+    """write_record on the embedded sample's real splits (128 test images: every class), with
+    made-up test probabilities."""
+    config = apply_overrides(get_recipe("sample", smoke_run=True), ["test_limit=128", *overrides])
     data = load_data(config)
     labels = data.test.labels
     rng = np.random.default_rng(0)

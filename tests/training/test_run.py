@@ -60,14 +60,14 @@ def test_results_and_checkpoints(run_dir):
     assert saved == json.loads(json.dumps(results))
     for key in ("test_accuracy_final", "test_accuracy_best", "test_accuracy_final_tta", "best_epoch"):
         assert key in saved
-    assert 0 <= saved["test_accuracy_final"] <= 1 and saved["test_images"] == 128
+    assert 0 <= saved["test_accuracy_final"] <= 1 and saved["test_images"] == 16
     model = load_checkpoint(out / "last.keras")
     assert model.count_params() == saved["parameters"]
     state = json.loads((out / "state.json").read_text())
     assert state["epochs_completed"] == 2 and state["best_epoch"] in (1, 2)
     matrix = np.loadtxt(out / "confusion_matrix.csv", delimiter=",", dtype=int)
-    assert matrix.shape == (10, 10) and matrix.sum() == 128
-    assert np.trace(matrix) / 128 == pytest.approx(saved["test_accuracy_final"])
+    assert matrix.shape == (10, 10) and matrix.sum() == 16
+    assert np.trace(matrix) / 16 == pytest.approx(saved["test_accuracy_final"])
 
 
 def test_evaluate_and_predict_commands(run_dir, tmp_path, capsys):

@@ -1,9 +1,9 @@
 """Recipes: small functions returning a `Config`, one per reference experiment.
 
 Each docstring says what the recipe reproduces and the result to expect. Every recipe
-has a ``--smoke`` variant (`smoke`) that keeps the model, optimizer, schedule and
-augmentation but trains one short epoch on a few images of the embedded sample, so a
-test can run it in seconds.
+has a ``--smoke`` variant (`smoke`) that keeps the model, optimizer, schedule,
+augmentation and TTA but trains two steps on a few images of the embedded sample,
+compiled fast, so a test can run it in seconds.
 
     layerkit train --recipe wrn-40-2-cifar10 --data cifar10
     layerkit train --recipe wrn-40-2-cifar10 --smoke
@@ -41,16 +41,28 @@ def describe(name: str) -> str:
 
 
 def smoke(config: Config) -> Config:
-    """The same recipe, one short epoch on 256 training / 128 validation and test images of the embedded sample."""
+    """The same recipe for seconds: its model, optimizer, schedule, augmentation and TTA, on a few
+    images of the embedded sample, compiled fast. It exists to catch wiring bugs.
+
+    One epoch of two steps of 8 images (the second step starts from the state the first left),
+    16 validation images (where the recipe validates) and 16 test images, two batches each (no
+    partial batch, so no program is compiled twice), then the checkpoints, the test evaluation
+    with the recipe's TTA and the report, as in a real run. XLA compiles with most optimisations
+    off (``fast_compile``): compilation is most of a smoke run's time, and two steps do not
+    notice running slower. Every recipe's smoke run takes under 30 s on 2 CPU cores with an
+    empty compilation cache (docs/benchmarks.md, "`--smoke` wall time per recipe").
+
+        layerkit train --recipe xception-flowers --smoke
+    """
     size = config.image_size or 0
     if config.model == "xception":
         size = 71  # Xception's smallest input
     elif size > 64:
         size = 32
     return dataclasses.replace(
-        config, data="sample", data_dir="", test_data="", image_size=size, epochs=1, batch_size=32,
-        train_limit=256, test_limit=128, model_options=dict(config.model_options),
-        warmup_epochs=min(config.warmup_epochs, 0.5), step_epochs=(),
+        config, data="sample", data_dir="", test_data="", image_size=size, epochs=1, batch_size=8,
+        train_limit=16, test_limit=16, model_options=dict(config.model_options),
+        warmup_epochs=min(config.warmup_epochs, 0.5), step_epochs=(), fast_compile=True,
     )
 
 
