@@ -22,3 +22,14 @@ def tensorboard_scalars(logdir) -> dict:
     acc = EventAccumulator(str(logdir))
     acc.Reload()
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The pid of a process that has exited (a killed writer's, as its temporary files name it)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid

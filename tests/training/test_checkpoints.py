@@ -88,12 +88,13 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
     lock.release()
 
 
-def test_repair_removes_debris_and_keeps_the_committed_checkpoint(tmp_path):
+def test_repair_removes_debris_and_keeps_the_committed_checkpoint(tmp_path, dead_pid):
     out = tmp_path / "run"
     train(_config(1), out, verbose=0)
     state = read_state(out)
-    debris = [out / ".state.json.tmp123", out / "checkpoints" / ".epoch-0002.keras.tmp123.keras",
-              out / "checkpoints" / "epoch-0002.keras", out / ".last.keras.tmp9"]
+    debris = [out / f".state.json.{dead_pid}-0123456789ab.tmp",
+              out / "checkpoints" / f".epoch-0002.keras.{dead_pid}-0123456789ab.tmp.keras",
+              out / "checkpoints" / "epoch-0002.keras", out / f".last.keras.{dead_pid}-abcdef012345.tmp"]
     for p in debris:
         p.write_bytes(b"partial")
     (out / "last.keras").unlink()

@@ -6,15 +6,13 @@ published SHA-256 before use, then converted to TFRecord shards where
 """
 
 import hashlib
-import os
-import shutil
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from layerkit._atomic import atomic_write
 from layerkit.records import write_records
 
 
@@ -52,23 +50,25 @@ def fetch(url: str, dest: Path, sha256: str, timeout: float = 60.0) -> Path:
     if dest.exists() and sha256_of(dest) == sha256:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+
+    def copy_checked(out):
+        digest = hashlib.sha256()
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            for block in iter(lambda: response.read(CHUNK), b""):
+                digest.update(block)
+                out.write(block)
+        if digest.hexdigest() != sha256:
+            raise ValueError(f"{url}: SHA-256 mismatch: expected {sha256}, received {digest.hexdigest()}; "
+                             "file discarded")
+
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
-            shutil.copyfileobj(response, out, CHUNK)
-        got = sha256_of(tmp)
-        if got != sha256:
-            raise ValueError(f"{url}: SHA-256 mismatch: expected {sha256}, received {got}; file discarded")
-        os.replace(tmp, dest)
+        atomic_write(dest, copy_checked)
         return dest
     except (urllib.error.URLError, OSError) as err:
         raise ConnectionError(
             f"Could not download {url} ({type(err).__name__}: {err}). Without a network, copy the "
             f"file to {dest} yourself (SHA-256 {sha256}) and run the command again."
         ) from err
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def download(name: str, data_dir, remote: Remote | None = None) -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from layerkit._atomic import remove_stale_temps
 from layerkit.data.decode import decode_image, image_format
 from layerkit.records.example import (
     DEFAULT_KEYS,
@@ -32,7 +33,6 @@ from layerkit.records.tfrecord import (
     ShardReader,
     masked_crc32c,
     read_regular,
-    remove_stale_temps,
     shard_paths,
 )
 

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from layerkit._atomic import atomic_write
 from layerkit.records.example import DEFAULT_KEYS, parse_image_example
-from layerkit.records.tfrecord import FRAME_BYTES, LABELS_SUFFIX, RecordError, _atomic_write, crc32c, read_npy_int64
+from layerkit.records.tfrecord import FRAME_BYTES, LABELS_SUFFIX, RecordError, crc32c, read_npy_int64
 
 COLUMNS = 4  # label, image start, image size, masked CRC
 COLUMN_NAMES = ("label", "image start", "image size", "CRC")
@@ -69,7 +70,7 @@ def write_labels(shard, rows, offsets) -> None:
         raise ValueError(f"{shard}: {len(rows)} label rows for {len(offsets) - 1} records")
     trailer = np.asarray([MAGIC, len(rows), offsets[-1], checksum(rows, offsets)], "<i8")
     flat = np.concatenate([rows.reshape(-1), trailer])
-    _atomic_write(labels_path(shard), lambda f: np.save(f, flat, allow_pickle=False))
+    atomic_write(labels_path(shard), lambda f: np.save(f, flat, allow_pickle=False))
 
 
 def load_labels(reader, num_classes: int | None = None):

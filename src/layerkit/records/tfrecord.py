@@ -23,7 +23,6 @@ naming the shard, the record and its byte offset.
 import io
 import os
 import re
-import secrets
 import stat
 import struct
 import threading
@@ -34,6 +33,8 @@ from pathlib import Path
 
 import google_crc32c
 import numpy as np
+
+from layerkit._atomic import atomic_write, fsync_dir, open_temp
 
 HEADER_BYTES = 12  # uint64 length + uint32 masked CRC of the length
 FOOTER_BYTES = 4  # uint32 masked CRC of the payload
@@ -335,67 +336,6 @@ def load_index(path, size: int) -> tuple[np.ndarray | None, str | None]:
     return (None, f"{ipath}: {problem}") if problem else (offsets, None)
 
 
-_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{12}\.tmp$")
-
-
-def _open_temp(path: Path) -> tuple[int, str]:
-    """A new hidden file ``.NAME.PID-RANDOM.tmp`` beside `path` (mode 0o666 less the umask,
-    unlike mkstemp's 0o600); the writer's pid lets `remove_stale_temps` tell its leftovers."""
-    for _ in range(100):
-        tmp = str(path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(6)}.tmp")
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"cannot create a temporary file beside {path}")
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, OSError):
-        return True  # someone else's process, or cannot tell: leave its files alone
-    return True
-
-
-def remove_stale_temps(folder) -> list[Path]:
-    """Delete the temporary files a killed writer left in `folder`; return their paths.
-
-    Only files named as `_open_temp` names them (``.NAME.PID-RANDOM.tmp``) whose writer's
-    process no longer exists on this machine are removed, so a writer still running (this
-    process or another) keeps its files. A writer on another machine sharing the folder is
-    not seen: do not write into one folder from two machines at once.
-    """
-    removed = []
-    for p in Path(folder).iterdir():
-        m = _TEMP_NAME.match(p.name)
-        if m and not _pid_alive(int(m["pid"])) and p.is_file():
-            try:
-                p.unlink()
-                removed.append(p)
-            except FileNotFoundError:
-                pass
-    return removed
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = _open_temp(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_index(path, offsets=None, max_record_bytes=MAX_RECORD_BYTES, size=None) -> np.ndarray:
     """Write ``path.index`` (scanning the shard when `offsets` is not given); return the offsets.
     `size` is the shard's size (decompressed, for a compressed shard); default: the file's."""
@@ -405,7 +345,7 @@ def write_index(path, offsets=None, max_record_bytes=MAX_RECORD_BYTES, size=None
     problem = check_offsets(offsets, os.path.getsize(path) if size is None else size)
     if problem:
         raise RecordError(f"cannot write index: {problem}", path)
-    _atomic_write(index_path(path), lambda f: np.save(f, offsets, allow_pickle=False))
+    atomic_write(index_path(path), lambda f: np.save(f, offsets, allow_pickle=False))
     return offsets
 
 
@@ -428,7 +368,7 @@ class ShardWriter:
         self.index = index
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"folder for shard {self.path} does not exist")
-        fd, self._tmp = _open_temp(self.path)
+        fd, self._tmp = open_temp(self.path)
         self._file = os.fdopen(fd, "wb")
         self._offsets = [0]
         self.closed = False
@@ -476,7 +416,9 @@ class ShardWriter:
             self.abort()
             raise
         if self.index:
-            write_index(self.path, self._offsets)
+            write_index(self.path, self._offsets)  # its rename fsyncs the folder, the shard's rename too
+        else:
+            fsync_dir(self.path.parent)
 
     def abort(self) -> None:
         """Drop everything written; `path` is left as it was."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from layerkit._atomic import atomic_write, remove_stale_temps
 from layerkit.data.decode import image_format
 from layerkit.data.sources import open_source
 from layerkit.records.dataset import DATASET_FILE, Progress
@@ -24,10 +25,8 @@ from layerkit.records.tfrecord import (
     LABELS_SUFFIX,
     MAX_RECORD_BYTES,
     ShardWriter,
-    _atomic_write,
     index_path,
     masked_crc32c,
-    remove_stale_temps,
 )
 
 FORMAT = "layerkit-records/1"
@@ -161,7 +160,7 @@ def write_records(
         }
         if check.bad:
             info["skipped"] = [{"image": where, "reason": why} for _, where, why in check.bad]
-        _atomic_write(out / DATASET_FILE, lambda f: f.write(json.dumps(info, indent=2).encode() + b"\n"))
+        atomic_write(out / DATASET_FILE, json.dumps(info, indent=2) + "\n")
     except BaseException:
         for s in shard_list:  # no partial data set: drop the shards this call finished
             for p in (out / s["file"], index_path(out / s["file"]), labels_path(out / s["file"])):

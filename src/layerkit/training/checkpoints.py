@@ -24,7 +24,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from layerkit.training.rundir import atomic_write_text, fsync_dir, remove_stale_tmp, tmp_name
+from layerkit._atomic import atomic_write, fsync_dir, remove_stale_temps, temp_path
 
 STATE_NAME = "state.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -83,7 +83,7 @@ def checkpoint_file(workdir, which: str) -> Path | None:
 
 
 def _link(src: Path, dst: Path) -> None:
-    tmp = tmp_name(dst)
+    tmp = temp_path(dst)
     try:
         try:
             os.link(src, tmp)
@@ -115,8 +115,8 @@ def repair(workdir) -> dict | None:
     """Bring a run directory a killed writer left back to its committed state (hold the lock).
     Returns the manifest."""
     workdir = Path(workdir)
-    remove_stale_tmp(workdir)
-    remove_stale_tmp(workdir / CHECKPOINT_DIR)
+    remove_stale_temps(workdir)
+    remove_stale_temps(workdir / CHECKPOINT_DIR)
     state = read_state(workdir)
     if state is None:
         for name in PUBLISHED.values():  # written by no committed epoch
@@ -174,7 +174,7 @@ class Checkpoints(keras.callbacks.Callback):
         improved = self._improved(value)
         name = f"{CHECKPOINT_DIR}/epoch-{n:04d}.keras"
         final = self.workdir / name
-        tmp = tmp_name(final).with_suffix(".keras")  # Keras saves only to *.keras names
+        tmp = temp_path(final, ".keras")  # Keras saves only to *.keras names
         committed = False
         try:
             final.parent.mkdir(exist_ok=True)
@@ -198,7 +198,7 @@ class Checkpoints(keras.callbacks.Callback):
                 "time": time.time(),
                 **self.extra_state(),
             }
-            atomic_write_text(self.workdir / STATE_NAME, json.dumps(state, indent=1))
+            atomic_write(self.workdir / STATE_NAME, json.dumps(state, indent=1))
             committed = True
             self.best, self.best_epoch, self.best_file = best
             fault_point("committed", n)

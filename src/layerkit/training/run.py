@@ -22,13 +22,14 @@ import keras
 import numpy as np
 
 from layerkit import augment, models
+from layerkit._atomic import atomic_write
 from layerkit.saving import load_model as load_checkpoint, load_weights
 from layerkit.training import report as reporting
 from layerkit.training.callbacks import GracefulStop, HistoryCSV, RunLogger, TensorBoardLogger
 from layerkit.training.checkpoints import (Checkpoints, fault_point, read_state, repair,
                                            restore_seed_states)
 from layerkit.training.compilation import fast_compile
-from layerkit.training.rundir import RunLock, atomic_write_text
+from layerkit.training.rundir import RunLock
 from layerkit.training.stop import StopSignals
 from layerkit.training import distribution as dist
 from layerkit.training.config import Config, validate
@@ -184,7 +185,7 @@ def _record_launch(workdir: Path, epochs_completed: int) -> None:
         launches = []
     launches.append({"argv": sys.argv, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                      "cwd": os.getcwd(), "epochs_completed_before": epochs_completed})
-    atomic_write_text(path, json.dumps({**_versions(), "launches": launches}, indent=1))
+    atomic_write(path, json.dumps({**_versions(), "launches": launches}, indent=1))
 
 
 def _truncate_history(path: Path, epochs: int) -> None:
@@ -226,7 +227,7 @@ def _prepare(config: Config, workdir: Path, resume: bool, chief: bool = True):
         print(f"layerkit: {workdir} holds a run that never completed an epoch; starting it afresh",
               file=sys.stderr)
     repair(workdir)
-    atomic_write_text(workdir / "config.json", config.to_json())
+    atomic_write(workdir / "config.json", config.to_json())
     return config, None
 
 
@@ -309,7 +310,7 @@ def _extend(config: Config, workdir: Path, state, epochs) -> Config:
               f"{config.schedule} learning-rate schedule is re-planned over {epochs} epochs from "
               f"the step it reached (epoch {done})", file=sys.stderr)
         config = dataclasses.replace(config, epochs=epochs)
-        atomic_write_text(workdir / "config.json", config.to_json())
+        atomic_write(workdir / "config.json", config.to_json())
     return config
 
 
@@ -353,7 +354,7 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals) -> 
     with precision(config.precision), fast_compile(config.fast_compile):
         data = load_data(config, topology.process_index, topology.process_count)
         if chief:
-            atomic_write_text(workdir / "classes.json", json.dumps(list(data.classes)))
+            atomic_write(workdir / "classes.json", json.dumps(list(data.classes)))
         steps = config.steps_per_epoch or len(data.train)
         model = build_model(config, data, steps)
         schedule = compile_model(model, config, steps)
@@ -454,7 +455,7 @@ def finish(config, workdir: Path, model, data: RunData, train_seconds: float, ch
         parameters=int(model.count_params()),
         mean_images_per_sec=round(float(np.mean(history["images_per_sec"])), 1) if history.get("images_per_sec") else None,
     )
-    atomic_write_text(workdir / "results.json", json.dumps(results, indent=1))
+    atomic_write(workdir / "results.json", json.dumps(results, indent=1))
     if config.report:  # `model` may now hold the best weights: the record uses `final`'s predictions
         write_record(config, workdir, model, data, final, history, results)
     print(f"test accuracy: {results['test_accuracy_final']:.4f} (end of training)"

@@ -1,5 +1,5 @@
-"""The run directory as a resource: one writer at a time, files replaced atomically,
-debris of a killed writer removed.
+"""The run directory as a resource: one writer at a time (files in it are replaced atomically
+and a killed writer's debris removed by `layerkit._atomic`).
 
 `RunLock` holds an exclusive `flock` on ``DIR/.lock`` for as long as a run writes there. The
 kernel drops the lock when its process dies (SIGKILL included), so a lock file left by a
@@ -18,59 +18,10 @@ import sys
 from pathlib import Path
 
 LOCK_NAME = ".lock"
-TMP_MARK = ".tmp"  # every temporary file layerkit writes in a run directory: `.NAME.tmpPID...`
 
 
 class RunLockedError(ValueError):
     """Another live process is writing the run directory."""
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink in `path` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def tmp_name(path: Path) -> Path:
-    """The temporary sibling `path` is written as before its rename into place."""
-    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` so that a reader (or a crash) sees the old file or the new one."""
-    path = Path(path)
-    tmp = tmp_name(path)
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def remove_stale_tmp(directory: Path) -> list:
-    """Delete the temporary files a killed writer left in `directory` (call it holding the lock).
-    Returns the names removed."""
-    removed = []
-    if not directory.is_dir():
-        return removed
-    for entry in directory.iterdir():
-        if entry.name.startswith(".") and TMP_MARK in entry.name and entry.is_file():
-            entry.unlink()
-            removed.append(entry.name)
-    return removed
 
 
 class RunLock:
