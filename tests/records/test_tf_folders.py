@@ -1,4 +1,4 @@
-"""Folders TensorFlow wrote (fixtures/make_tf_folders.py, TF 2.21): each opens, verifies, reports
+"""Folders TensorFlow wrote (fixtures/make_tf_fixtures.py, TF 2.21): each opens, verifies, reports
 `info`, indexes and trains one --smoke epoch through the CLI, with no dataset.json or side file."""
 
 import gzip
