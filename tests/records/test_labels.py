@@ -6,19 +6,9 @@ import pytest
 from layerkit.records import tfrecord
 from layerkit.records.example import encode_image_example, image_example_fields
 from layerkit.records.labels import TRAILER, labels_path, load_labels, write_labels
-from layerkit.records import verify_records, write_records
+from layerkit.records import verify_records
 from layerkit.data.sources import TFRecordSource
 from layerkit.records.tfrecord import RecordError, ShardReader, Shards, ShardWriter
-
-
-@pytest.fixture()
-def written(tmp_path):
-    """The embedded test sample (1,000 real CIFAR-10 JPEGs) as 3 shards."""
-    from importlib import resources
-
-    with resources.as_file(resources.files("layerkit.data") / "embedded" / "cifar10-test.npz") as pack:
-        write_records(pack, tmp_path / "o", shards=3, seed=1)
-    return tmp_path / "o"
 
 
 def test_opening_with_labels_files_reads_no_record_and_matches_a_scan(written, monkeypatch):
@@ -223,16 +213,14 @@ def test_index_names_the_record_that_is_not_an_image_example(written):
         index_records(written)
 
 
-def test_open_benchmark_prints_its_ratio(capsys):
+def test_open_benchmark_prints_its_ratio(capsys, embedded_pack):
     import importlib.util
-    from importlib import resources
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[2] / "bench" / "records_open.py"
     spec = importlib.util.spec_from_file_location("records_open", script)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    with resources.as_file(resources.files("layerkit.data") / "embedded" / "cifar10-test.npz") as pack:
-        assert bench.main([str(pack), "--shards", "2", "--repeats", "1"]) == 0
+    assert bench.main([str(embedded_pack), "--shards", "2", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "wrote 1000 records in 2 shards" in out and "ratio parse / labels files:" in out

@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import warnings
-from importlib import resources
 
 import numpy as np
 import pytest
@@ -17,14 +16,6 @@ from layerkit.records.labels import scan_labels, write_labels
 from layerkit.records import index_records, verify_records, write_records
 from layerkit.data.sources import TFRecordSource, open_dataset
 from layerkit.records.tfrecord import RecordError, ShardReader, index_path, write_index
-
-
-@pytest.fixture()
-def written(tmp_path):
-    """The embedded test sample (1,000 real CIFAR-10 JPEGs) as 3 shards of 333, 334, 333."""
-    with resources.as_file(resources.files("layerkit.data") / "embedded" / "cifar10-test.npz") as pack:
-        write_records(pack, tmp_path / "o", shards=3, seed=1)
-    return tmp_path / "o"
 
 
 def shard(folder, k):
@@ -350,7 +341,7 @@ def test_an_npz_with_an_object_array_names_the_file(tmp_path):
         load_npz(path)
 
 
-def test_temporary_files_of_a_killed_writer_are_removed_at_the_next_write(tmp_path):
+def test_temporary_files_of_a_killed_writer_are_removed_at_the_next_write(tmp_path, embedded_pack):
     import subprocess
     import sys
 
@@ -364,7 +355,6 @@ def test_temporary_files_of_a_killed_writer_are_removed_at_the_next_write(tmp_pa
     assert len(left) == 1 and left[0].startswith(".records-00000-of-00001.tfrecord.") and left[0].endswith(".tmp")
     live = out / f".other.tfrecord.{os.getpid()}-0123456789ab.tmp"  # a writer still running
     live.write_bytes(b"")
-    with resources.as_file(resources.files("layerkit.data") / "embedded" / "cifar10-test.npz") as pack:
-        write_records(pack, out)
+    write_records(embedded_pack, out)
     hidden = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
     assert hidden == [live.name]
