@@ -34,7 +34,7 @@ def test_device_needs_the_decoded_cache(source):
 
 def test_a_run_with_the_train_split_on_the_device_trains_the_same_weights(tmp_path, capfd):
     from layerkit.training import apply_overrides, get_recipe, train
-    from layerkit.training.run import load_checkpoint
+    from layerkit.saving import load_model
 
     base = ["epochs=1", "report=false", "train_limit=256", "test_limit=64", "batch_size=32"]
     weights = []
@@ -43,6 +43,6 @@ def test_a_run_with_the_train_split_on_the_device_trains_the_same_weights(tmp_pa
         train(config, tmp_path / choice, verbose=0)
         kept = "the decoded train split kept on" in capfd.readouterr().err
         assert kept == (choice == "yes")
-        weights.append(load_checkpoint(tmp_path / choice / "last.keras").get_weights())
+        weights.append(load_model(tmp_path / choice / "last.keras").get_weights())
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 
-from layerkit.training.run import load_checkpoint
+from layerkit.saving import load_model
 
 WORKER = Path(__file__).with_name("_distributed_worker.py")
 TIMEOUT = 900  # seconds for any one subprocess: a hang guard, generous for a loaded machine
@@ -49,7 +49,7 @@ def _finish(proc):
 
 
 def _weights(run_dir):
-    model = load_checkpoint(run_dir / "last.keras")
+    model = load_model(run_dir / "last.keras")
     return {v.path: keras.ops.convert_to_numpy(v) for v in model.weights}
 
 
@@ -81,7 +81,7 @@ def test_four_devices_train_the_weights_of_one(runs):
         np.testing.assert_allclose(four[path], one[path], rtol=1e-4, atol=1e-5, err_msg=path)
     # 4 steps were taken (128 images / 32), and BatchNorm's moving statistics moved off
     # their initial values: the comparison is between trained states
-    assert int(load_checkpoint(root / "four" / "last.keras").optimizer.iterations.numpy()) == 4
+    assert int(load_model(root / "four" / "last.keras").optimizer.iterations.numpy()) == 4
     mean = next(v for p, v in one.items() if p.endswith("moving_mean"))
     assert np.abs(mean).max() > 1e-3
 

@@ -14,9 +14,9 @@ import time
 import keras
 import numpy as np
 
+from layerkit.saving import load_model
 from layerkit.training import apply_overrides, get_recipe, train
 from layerkit.training.checkpoints import FAULT_ENV, STAGES, read_state
-from layerkit.training.run import load_checkpoint
 
 from tests.conftest import tensorboard_scalars
 
@@ -37,7 +37,7 @@ CHAIN = [
 
 
 def _weights(path):
-    model = load_checkpoint(path)
+    model = load_model(path)
     return [keras.ops.convert_to_numpy(v) for v in model.variables] + [
         keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
 

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
+from layerkit.saving import load_model
 from layerkit.training import apply_overrides, get_recipe, train
 from layerkit.training.checkpoints import checkpoint_file
-from layerkit.training.run import load_checkpoint
 from layerkit.training.stop import StopSignals
 
 OVERRIDES = ["epochs=2", "train_limit=128", "test_limit=32", "batch_size=32", "report=false",
@@ -16,7 +16,7 @@ OVERRIDES = ["epochs=2", "train_limit=128", "test_limit=32", "batch_size=32", "r
 
 
 def _state(path):
-    model = load_checkpoint(path)
+    model = load_model(path)
     return [keras.ops.convert_to_numpy(v) for v in model.variables + model.optimizer.variables]
 
 
@@ -33,5 +33,5 @@ def test_stop_after_one_epoch_then_resume_equals_two_epochs(recipe, tmp_path):
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     assert resumed["test_accuracy_final_tta"] == whole["test_accuracy_final_tta"]
-    names = [v.path for v in load_checkpoint(checkpoint_file(tmp_path / "whole", "last")).optimizer.variables]
+    names = [v.path for v in load_model(checkpoint_file(tmp_path / "whole", "last")).optimizer.variables]
     assert any("slow" in n for n in names) == (recipe == "speedrun-94-sgd")  # lookahead's state is saved

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from layerkit.saving import load_model
 from layerkit.training import apply_overrides, get_recipe, train
-from layerkit.training.run import RunError, load_checkpoint
+from layerkit.training.run import RunError
 
 from tests.conftest import tensorboard_scalars
 
@@ -61,7 +62,7 @@ def test_results_and_checkpoints(run_dir):
     for key in ("test_accuracy_final", "test_accuracy_best", "test_accuracy_final_tta", "best_epoch"):
         assert key in saved
     assert 0 <= saved["test_accuracy_final"] <= 1 and saved["test_images"] == 16
-    model = load_checkpoint(out / "last.keras")
+    model = load_model(out / "last.keras")
     assert model.count_params() == saved["parameters"]
     state = json.loads((out / "state.json").read_text())
     assert state["epochs_completed"] == 2 and state["best_epoch"] in (1, 2)

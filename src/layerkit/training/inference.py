@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 
 from layerkit.data.decode import decode_file, fit_to
+from layerkit.saving import load_model
 from layerkit.training.checkpoints import checkpoint_file
 from layerkit.training.config import Config
 from layerkit.training.data import load_data
-from layerkit.saving import load_model as load_checkpoint
 from layerkit.training.run import RunError, predict_probabilities, scores
 
 
@@ -21,7 +21,7 @@ def _open(run_dir, weights):
     if path is None:
         raise RunError(f"{run_dir} has no {weights} checkpoint (state.json names none); has an epoch finished?")
     config = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
-    return config, load_checkpoint(path)
+    return config, load_model(path)
 
 
 def evaluate_run(run_dir, weights="best", tta="none") -> dict:

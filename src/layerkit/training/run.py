@@ -23,7 +23,7 @@ import numpy as np
 
 from layerkit import augment, models
 from layerkit._atomic import atomic_write
-from layerkit.saving import load_model as load_checkpoint, load_weights
+from layerkit.saving import load_weights
 from layerkit.training import report as reporting
 from layerkit.training.callbacks import GracefulStop, HistoryCSV, RunLogger, TensorBoardLogger
 from layerkit.training.checkpoints import (Checkpoints, fault_point, read_state, repair,
