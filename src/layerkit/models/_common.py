@@ -40,3 +40,12 @@ def classifier(x, num_classes, activation="softmax", name="predictions"):
         )
     x = keras.layers.Dense(num_classes, name=name + "_dense")(x)
     return keras.layers.Activation(activation or "linear", dtype="float32", name=name)(x)
+
+
+def preactivation_head(x, num_classes, activation="softmax", momentum=0.9):
+    """The end of a pre-activation net (its blocks end on a convolution): the last BN-ReLU,
+    global average pooling, then `classifier`."""
+    x = keras.layers.BatchNormalization(momentum=momentum, epsilon=1e-5, name="final_bn")(x)
+    x = keras.layers.ReLU(name="final_relu")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return classifier(x, num_classes, activation)

@@ -4,7 +4,7 @@ Residual Networks"): the baselines of the RevNet paper (ResNet-32/110/164)."""
 import keras
 
 from layerkit.blocks import Bottleneck, Residual
-from layerkit.models._common import classifier, image_input
+from layerkit.models._common import image_input, preactivation_head
 from layerkit.models.registry import register
 
 # He et al. use basic blocks up to ResNet-110 and bottlenecks for ResNet-164 and -1001.
@@ -55,10 +55,7 @@ def resnet(
                 x = Bottleneck(width, **common)(x)
             else:
                 x = Residual(width, preactivation=True, **common)(x)
-    x = keras.layers.BatchNormalization(momentum=momentum, epsilon=1e-5, name="final_bn")(x)
-    x = keras.layers.ReLU(name="final_relu")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    outputs = classifier(x, num_classes, classifier_activation)
+    outputs = preactivation_head(x, num_classes, classifier_activation, momentum)
 
     # === Functional Model ===
     return keras.Model(inputs, outputs, name=f"resnet-{depth}")

@@ -17,7 +17,7 @@ stored; the units after it form one `ReversibleStack` per stage.
 import keras
 
 from layerkit.blocks import RevBlock, ReversibleStack
-from layerkit.models._common import classifier, image_input
+from layerkit.models._common import image_input, preactivation_head
 from layerkit.models.registry import register
 
 # depth: (units per stage, channels per stage, bottleneck)
@@ -66,10 +66,7 @@ def revnet(
             x = ReversibleStack(remaining, filters, reversible=reversible,
                                 name=f"stage{s}_stack", **common)(x)
         channels = filters
-    x = keras.layers.BatchNormalization(momentum=momentum, epsilon=1e-5, name="final_bn")(x)
-    x = keras.layers.ReLU(name="final_relu")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    outputs = classifier(x, num_classes, classifier_activation)
+    outputs = preactivation_head(x, num_classes, classifier_activation, momentum)
 
     # === Functional Model ===
     return keras.Model(inputs, outputs, name=f"revnet-{depth}")

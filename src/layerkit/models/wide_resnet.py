@@ -3,7 +3,7 @@
 import keras
 
 from layerkit.blocks import WideResidualGroup
-from layerkit.models._common import check_rate, classifier, image_input
+from layerkit.models._common import check_rate, image_input, preactivation_head
 from layerkit.models.registry import register
 
 
@@ -36,8 +36,5 @@ def wide_resnet(
     for g, (filters, strides) in enumerate(((16 * width, 1), (32 * width, 2), (64 * width, 2))):
         x = WideResidualGroup(filters, n, strides=strides, dropout=dropout, momentum=momentum,
                               kernel_regularizer=reg, name=f"group{g}")(x)
-    x = keras.layers.BatchNormalization(momentum=momentum, epsilon=1e-5, name="final_bn")(x)
-    x = keras.layers.ReLU(name="final_relu")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    outputs = classifier(x, num_classes, classifier_activation)
+    outputs = preactivation_head(x, num_classes, classifier_activation, momentum)
     return keras.Model(inputs, outputs, name=f"wrn-{depth}-{width}")
