@@ -390,16 +390,21 @@ def read_everything(path):
         return n
 
 
+def read_bytes_as_shard(data: bytes) -> int:
+    """`read_everything` on a shard file holding exactly `data`."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "x.tfrecord"
+        path.write_bytes(data)
+        return read_everything(path)
+
+
 FUZZ = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FUZZ
 @given(st.binary(max_size=600))
 def test_fuzz_random_bytes(data):
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "x.tfrecord"
-        path.write_bytes(data)
-        read_everything(path)
+    read_bytes_as_shard(data)
 
 
 @FUZZ
@@ -409,10 +414,7 @@ def test_fuzz_headers_with_valid_crcs(parts):
     data = b"".join(
         struct.pack("<Q", n) + struct.pack("<I", masked_crc32c(struct.pack("<Q", n))) + tail for n, tail in parts
     )
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "x.tfrecord"
-        path.write_bytes(data)
-        read_everything(path)
+    read_bytes_as_shard(data)
 
 
 @FUZZ
