@@ -110,6 +110,31 @@ def test_round_trip_random_access(tmp_path):
             r.read(60)
 
 
+
+@pytest.mark.parametrize("bad, error, message", [
+    (True, TypeError, r"record index must be an int, got bool True"),
+    (1.0, TypeError, r"record index must be an int, got float 1.0"),
+    ([0, "1"], TypeError, r"record index must be an int, got str '1'"),
+    (np.array([0.0, 1.0]), TypeError, r"record indices must be ints, got an array of float64"),
+    (np.array([True]), TypeError, r"record indices must be ints, got an array of bool"),
+    ([0, 6], IndexError, r"record 6 out of range for "),
+    (np.array([-7]), IndexError, r"record -7 out of range for "),
+])
+def test_one_index_check_for_a_shard_and_for_shards(tmp_path, bad, error, message):
+    """ShardReader and Shards check indices with one rule, and say which index and what holds
+    the records; negative indices count from the end in both."""
+    items = payloads(6)
+    write_shard(tmp_path / "a.tfrecord", items)
+    with ShardReader(tmp_path / "a.tfrecord") as r, Shards(tmp_path) as s:
+        assert r.read_many(range(-2, 0)) == s.read_many([-2, -1]) == items[-2:]
+        assert s.locate(-1) == (0, 5) and r.read(np.int64(-6)) == items[0]
+        calls = [(r.read_many, "shard .*a.tfrecord of 6 records"), (s.read_many, "6 records in 1 shards")]
+        if np.ndim(bad) == 0:
+            calls += [(r.read, "shard .*a.tfrecord of 6 records"), (s.locate, "6 records in 1 shards")]
+        for call, where in calls:
+            with pytest.raises(error, match=message + (where if error is IndexError else "")):
+                call(bad)
+
 def test_index_is_int64_npy_loadable_without_pickle(tmp_path):
     items = payloads(10)
     path = write_shard(tmp_path / "a.tfrecord", items)

@@ -28,7 +28,6 @@ import struct
 import threading
 import warnings
 import zlib
-from bisect import bisect_right
 from pathlib import Path
 
 import google_crc32c
@@ -466,6 +465,27 @@ def _pread(fd, n, offset) -> bytes:
     return b"".join(chunks)
 
 
+def record_indices(indices, n: int, where: str) -> np.ndarray:
+    """`indices` (a sequence, range or integer array; an int is one index) as a 1-D int64 array
+    within 0..n-1, negative ones counted from the end. A non-integer index is a `TypeError`, one
+    outside -n..n-1 an `IndexError`, each naming it and `where` (what holds the n records)."""
+    if isinstance(indices, range):
+        indices = np.arange(indices.start, indices.stop, indices.step)
+    if not isinstance(indices, np.ndarray):
+        items = list(indices) if isinstance(indices, (list, tuple)) else [indices]
+        for i in items:
+            if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+                raise TypeError(f"record index must be an int, got {type(i).__name__} {i!r} (reading {where})")
+        indices = np.asarray(items, np.int64)
+    elif indices.size and (indices.dtype == bool or not np.issubdtype(indices.dtype, np.integer)):
+        raise TypeError(f"record indices must be ints, got an array of {indices.dtype} (reading {where})")
+    idx = indices.astype(np.int64).reshape(-1)
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        bad = int(idx[(idx < -n) | (idx >= n)][0])
+        raise IndexError(f"record {bad} out of range for {where}")
+    return idx % max(n, 1)
+
+
 class ShardReader:
     """Random access to the records of one shard: ``len``, ``read(i)``, ``read_many``, iteration.
 
@@ -546,14 +566,6 @@ class ShardReader:
             return scan_offsets(self.path, self.max_record_bytes)
         return _scan(self._read_at, self.size, self.max_record_bytes, self.path)
 
-    def _check_index(self, i) -> int:
-        n = len(self)
-        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
-            raise TypeError(f"record index must be an int, got {type(i).__name__}")
-        if not -n <= i < n:
-            raise IndexError(f"record {i} out of range for shard {self.path} of {n} records")
-        return int(i) % n
-
     def _decode(self, frame, i) -> bytes:
         try:
             return decode_record(frame, self.path, i, int(self.offsets[i]), self.max_record_bytes)
@@ -590,12 +602,12 @@ class ShardReader:
 
     def read(self, i) -> bytes:
         """Payload of record `i`, its CRCs checked."""
-        return self.read_many([self._check_index(i)])[0]
+        return self.read_many([i])[0]
 
     def read_many(self, indices, with_crc: bool = False):
         """Payloads of several records, in the order asked (repeats allowed); see `read_records`.
         With `with_crc`, ``(payloads, crcs)``: also the masked CRC-32C stored in each frame."""
-        wanted = self._check_indices(indices)
+        wanted = record_indices(indices, len(self), f"shard {self.path} of {len(self)} records")
         return read_records([self], np.zeros(len(wanted), np.int64), wanted, with_crc)
 
     def _read_runs(self, order: np.ndarray) -> tuple[list, np.ndarray, np.ndarray]:
@@ -622,18 +634,6 @@ class ShardReader:
         run = np.cumsum(run_start) - 1
         lo = starts - starts[heads][run] + place[run]
         return blocks, lo, lo + (ends - starts)
-
-    def _check_indices(self, indices) -> np.ndarray:
-        """`indices` as a 1-D int64 array within the shard (negative ones counted from the end)."""
-        idx = np.asarray(indices if not isinstance(indices, range) else np.arange(indices.start, indices.stop, indices.step))
-        if idx.size and (idx.dtype == bool or not np.issubdtype(idx.dtype, np.integer)):
-            raise TypeError(f"record indices must be ints, got {idx.dtype}")
-        idx = idx.astype(np.int64).reshape(-1)
-        n = len(self)
-        if idx.size and (idx.min() < -n or idx.max() >= n):
-            bad = int(idx[(idx < -n) | (idx >= n)][0])
-            raise IndexError(f"record {bad} out of range for shard {self.path} of {n} records")
-        return idx % max(n, 1)
 
     def __iter__(self):
         step = 256
@@ -754,42 +754,24 @@ class Shards:
 
     def locate(self, i) -> tuple[int, int]:
         """(shard number, index within that shard) of global record `i`."""
-        n = len(self)
-        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
-            raise TypeError(f"record index must be an int, got {type(i).__name__}")
-        if not -n <= i < n:
-            raise IndexError(f"record {i} out of range for {n} records in {len(self.readers)} shards")
-        i = int(i) % n
-        s = bisect_right(self.starts, i) - 1
-        return s, i - int(self.starts[s])
+        shard, local = self.locate_many([i])
+        return int(shard[0]), int(local[0])
 
     def read(self, i) -> bytes:
         s, j = self.locate(i)
         return self.readers[s].read(j)
 
     def locate_many(self, indices) -> tuple[np.ndarray, np.ndarray]:
-        """(shard numbers, indices within those shards) of global records `indices` (an
-        integer array; negative indices count from the end, as `locate`)."""
-        idx = np.asarray(indices)
-        if idx.size and not np.issubdtype(idx.dtype, np.integer):
-            raise TypeError(f"record indices must be ints, got {idx.dtype}")
-        idx = idx.astype(np.int64).reshape(-1)
-        n = len(self)
-        if idx.size and (idx.min() < -n or idx.max() >= n):
-            bad = int(idx[(idx < -n) | (idx >= n)][0])
-            raise IndexError(f"record {bad} out of range for {n} records in {len(self.readers)} shards")
-        idx %= max(n, 1)
+        """(shard numbers, indices within those shards) of global records `indices` (ints,
+        a range or an integer array; negative ones count from the end); see `record_indices`."""
+        idx = record_indices(indices, len(self), f"{len(self)} records in {len(self.readers)} shards")
         shard = np.searchsorted(self.starts, idx, side="right") - 1
         return shard, idx - self.starts[shard]
 
     def read_many(self, indices, with_crc: bool = False):
         """Payloads of several global records in the order asked; see `read_records` (with
         `with_crc`, ``(payloads, crcs)``, as `ShardReader.read_many`)."""
-        if not isinstance(indices, np.ndarray) and not all(
-                isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in indices):
-            for i in indices:
-                self.locate(i)  # raises the TypeError naming the index
-        shard, local = self.locate_many(np.asarray(indices, np.int64) if len(indices) else np.empty(0, np.int64))
+        shard, local = self.locate_many(indices)
         return read_records(self.readers, shard, local, with_crc)
 
     def __iter__(self):
