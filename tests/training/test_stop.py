@@ -67,3 +67,40 @@ def test_two_signals_during_start_up_end_the_process_cleanly(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 130, (proc.returncode, err[-2000:])  # never a segfault (-11)
+
+
+def test_a_signal_after_a_stopped_run_returned_still_stops_at_once(tmp_path):
+    """The CLI's shutdown after a stop (restore(stopping=True)): a second signal arriving then ends
+    the process with the stop's status, never a KeyboardInterrupt in shutdown code."""
+    code = (
+        "import os, signal, time\n"
+        "from layerkit.training.stop import StopSignals\n"
+        "s = StopSignals().install()\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "deadline = time.monotonic() + 60\n"
+        "while not s.requested and time.monotonic() < deadline: time.sleep(0.01)\n"
+        "s.restore(stopping=s.requested)\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "time.sleep(60)\n"
+        "print('not stopped')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 130, (done.returncode, done.stdout, done.stderr[-2000:])
+    assert "stopping after this epoch" in done.stderr and "stopped at once" in done.stderr
+    assert "KeyboardInterrupt" not in done.stderr and "not stopped" not in done.stdout
+
+
+def test_after_a_plain_restore_ctrl_c_is_a_keyboard_interrupt_again(tmp_path):
+    """In-process use (a notebook): once the run is over, Ctrl-C behaves as before it."""
+    code = (
+        "import os, signal, time\n"
+        "from layerkit.training.stop import StopSignals\n"
+        "s = StopSignals().install()\n"
+        "s.restore()\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGINT); time.sleep(60)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "interrupted" in done.stdout, (done.returncode, done.stderr[-2000:])

@@ -57,7 +57,7 @@ def run(args):
         use_persistent_cache()  # $LAYERKIT_CACHE_DIR or ~/.cache/layerkit/jax; LAYERKIT_CACHE_DIR=off: none
         results = _run(args, signals)
     finally:
-        signals.restore()
+        signals.restore(stopping=signals.requested)  # a signal during shutdown still stops at once
     return STOPPED if results.get("stopped") else 0
 
 

@@ -44,11 +44,15 @@ class StopSignals:
         threading.Thread(target=self._watch, args=(read_fd,), name="layerkit-stop-signals", daemon=True).start()
         return self
 
-    def restore(self) -> None:
+    def restore(self, stopping: bool = False) -> None:
+        """Puts the previous handlers back. With `stopping` (the process ends next, after a stop
+        was asked: the CLI), a further signal instead ends it at once with the stop's status, as
+        the second signal does during the run, rather than raising KeyboardInterrupt in whatever
+        shutdown code then runs."""
         if self._pipe is None:
             return
         for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
+            signal.signal(sig, _stop_at_once if stopping else previous)
         signal.set_wakeup_fd(self._wakeup if self._wakeup is not None else -1)
         self._previous = {}
         os.close(self._pipe[1])  # the watcher's read returns b"" and it ends
@@ -68,14 +72,13 @@ class StopSignals:
 
     def _received(self, signum) -> None:
         self.count += 1
-        name = signal.Signals(signum).name
         if self.count == 1:
             self.requested = True
+            name = signal.Signals(signum).name
             os.write(2, (f"\nlayerkit: {name}: stopping after this epoch (its checkpoint will be saved); "
                          "send it again to stop at once (the last saved epoch stays).\n").encode())
             return
-        os.write(2, f"\nlayerkit: {name} again: stopped at once; the last saved epoch stays.\n".encode())
-        os._exit(STOPPED if signum == signal.SIGINT else 128 + signum)
+        _stop_at_once(signum)
 
     def __enter__(self):
         return self.install()
@@ -86,3 +89,10 @@ class StopSignals:
 
 def _counted_by_the_watcher(signum, frame):
     """The Python-level handler: nothing to do (the watcher thread counts the signals)."""
+
+
+def _stop_at_once(signum, frame=None):
+    """Ends the process now: 130 after SIGINT, 128 + the signal's number otherwise."""
+    name = signal.Signals(signum).name
+    os.write(2, f"\nlayerkit: {name} again: stopped at once; the last saved epoch stays.\n".encode())
+    os._exit(STOPPED if signum == signal.SIGINT else 128 + signum)
