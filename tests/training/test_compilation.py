@@ -34,6 +34,33 @@ def test_fast_compile_gives_the_same_numbers_to_rounding():
     assert jax.numpy.allclose(fast, expected, rtol=1e-5, atol=1e-6)
 
 
+
+INIT = ("import hashlib, sys, keras, numpy as np\n"
+        "from layerkit.training.compilation import fast_compile\n"
+        "def init():\n"
+        "    return hashlib.md5(np.asarray(keras.initializers.GlorotUniform(seed=1)((64, 64))).tobytes()).hexdigest()\n")
+
+
+def test_a_run_in_the_block_computes_the_bits_of_a_fresh_process():
+    """Eager ops compiled before the block do not run optimised inside it, nor the block's
+    unoptimised ones after it: in one process, as in a fresh one that starts in the block."""
+    code = INIT + ("warm = sys.argv[1] == 'warm'\n"
+                   "before = init() if warm else None\n"
+                   "with fast_compile(True):\n"
+                   "    fast = init()\n"
+                   "after = init()\n"
+                   "print(fast, after, before)\n")
+
+    def run(mode):
+        done = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "KERAS_BACKEND": "jax"})
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.split()
+
+    fast, after, before = run("warm")
+    fresh_fast, fresh_after, _ = run("cold")
+    assert fast == fresh_fast and after == fresh_after == before
+
 @pytest.mark.parametrize("environ, expected", [
     ({}, Path("~/.cache/layerkit/jax").expanduser()),
     ({"XDG_CACHE_HOME": "/x/cache"}, Path("/x/cache/layerkit/jax")),

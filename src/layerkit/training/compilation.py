@@ -28,15 +28,27 @@ OFF = ("", "0", "off", "no", "false", "none")
 
 @contextlib.contextmanager
 def fast_compile(enabled: bool = True):
-    """Within the block, XLA compiles with most optimisations off (when `enabled`)."""
+    """Within the block, XLA compiles with most optimisations off (when `enabled`).
+
+    JAX keeps the executables of eager, op-by-op calls (an initialiser's random numbers) in
+    memory under a key without this setting, so an op compiled before the block would run
+    optimised inside it, and one compiled inside would run unoptimised after it: the same run
+    would give other bits in a fresh process. Its in-memory caches are therefore cleared when
+    the setting changes, on entry and on exit."""
     import jax
 
     previous = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", bool(enabled) or previous)
+    wanted = bool(enabled) or previous
+    if wanted == previous:
+        yield
+        return
+    jax.clear_caches()
+    jax.config.update("jax_disable_most_optimizations", wanted)
     try:
         yield
     finally:
         jax.config.update("jax_disable_most_optimizations", previous)
+        jax.clear_caches()
 
 
 def cache_dir(environ=None) -> Path | None:
