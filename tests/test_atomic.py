@@ -7,7 +7,7 @@ import stat
 import numpy as np
 import pytest
 
-from layerkit._atomic import TEMP_NAME, atomic_write, open_temp, remove_stale_temps, temp_path
+from layerkit._atomic import TEMP_NAME, atomic_save, atomic_write, open_temp, remove_stale_temps, temp_path
 
 
 @pytest.mark.parametrize("content, expected", [
@@ -65,3 +65,37 @@ def test_remove_stale_temps_removes_a_dead_writers_files_and_keeps_a_live_ones(t
     assert not any(p.exists() for p in stale)
     assert all(p.exists() for p in live + others)
     assert remove_stale_temps(tmp_path / "missing") == []
+
+
+def test_atomic_save_gives_the_writer_a_path_with_the_suffix_and_replaces_the_file(tmp_path):
+    path = tmp_path / "model.keras"
+    path.write_bytes(b"old")
+    seen = []
+
+    def save(tmp):
+        seen.append(tmp)
+        assert tmp.parent == tmp_path and tmp.name.startswith(".model.keras.") and tmp.suffix == ".keras"
+        assert path.read_bytes() == b"old"  # the old file stays until the new one is whole
+        tmp.write_bytes(b"new")
+
+    atomic_save(path, save, ".keras")
+    assert path.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+
+    def fail(tmp):
+        tmp.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_save(path, fail, ".keras")
+    assert path.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+
+
+def test_atomic_save_of_a_hard_link_to_the_file_already_there_leaves_no_temporary(tmp_path):
+    """Publishing a checkpoint that last.keras already links to: rename() between two links of
+    one file does nothing, so the temporary is removed explicitly."""
+    target, link = tmp_path / "epoch-1.keras", tmp_path / "last.keras"
+    target.write_bytes(b"weights")
+    os.link(target, link)
+    atomic_save(link, lambda tmp: os.link(target, tmp))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-1.keras", "last.keras"]
+    assert link.read_bytes() == b"weights"

@@ -73,6 +73,22 @@ def atomic_write(path, content) -> None:
     fsync_dir(path.parent)
 
 
+
+def atomic_save(path, save, suffix: str = "") -> None:
+    """`atomic_write` for a writer that wants a path (Keras's ``model.save``): ``save(tmp)`` writes
+    a temporary file named `suffix` at the end (``.keras``: Keras saves only to such names), which
+    then replaces `path`; on any failure it is removed and `path` is left as it was."""
+    path = Path(path)
+    tmp = temp_path(path, suffix)
+    try:
+        save(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:  # a rename onto a hard link of the same file does nothing, and leaves tmp
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True

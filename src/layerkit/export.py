@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from layerkit._atomic import atomic_save, atomic_write
 from layerkit.saving import load_model
 
 FORMATS = ("onnx", "saved_model", "keras")
@@ -54,7 +55,8 @@ def export_run(run_dir, fmt: str, out=None, weights: str = "best") -> Path:
     elif fmt == "saved_model":
         to_saved_model(model, out)
     else:
-        model.save(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save(out, model.save, ".keras")
     return out
 
 
@@ -124,7 +126,7 @@ def to_onnx(model: keras.Model, out) -> Path:
     _nhwc_pools_as_2d(proto.graph)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(proto.SerializeToString())
+    atomic_write(out, proto.SerializeToString())
     return out
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from layerkit._atomic import atomic_write, fsync_dir, remove_stale_temps, temp_path
+from layerkit._atomic import atomic_save, atomic_write, fsync_dir, remove_stale_temps
 
 STATE_NAME = "state.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -83,16 +83,13 @@ def checkpoint_file(workdir, which: str) -> Path | None:
 
 
 def _link(src: Path, dst: Path) -> None:
-    tmp = temp_path(dst)
-    try:
+    def link(tmp):
         try:
             os.link(src, tmp)
         except OSError:  # a file system without hard links
             shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    atomic_save(dst, link)
 
 
 def publish(workdir: Path, state: dict) -> None:
@@ -174,16 +171,11 @@ class Checkpoints(keras.callbacks.Callback):
         improved = self._improved(value)
         name = f"{CHECKPOINT_DIR}/epoch-{n:04d}.keras"
         final = self.workdir / name
-        tmp = temp_path(final, ".keras")  # Keras saves only to *.keras names
         committed = False
         try:
             final.parent.mkdir(exist_ok=True)
             fault_point("saving", n)
-            self.model.save(tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-            fsync_dir(final.parent)
+            atomic_save(final, self.model.save, ".keras")
             fault_point("saved", n)
             best = (float(value), n, name) if improved else (self.best, self.best_epoch, self.best_file)
             state = {
@@ -205,8 +197,6 @@ class Checkpoints(keras.callbacks.Callback):
             publish(self.workdir, state)
             fault_point("published", n)
         except OSError as err:
-            if tmp.exists():
-                tmp.unlink()
             raise CheckpointError(self._failure(n, err, committed)) from err
 
     def _failure(self, n, err, committed) -> str:

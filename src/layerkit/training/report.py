@@ -1,6 +1,7 @@
 """The end-of-run record: plots as PNG and a `report.md` with the numbers, labelled with units."""
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -10,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from layerkit._atomic import atomic_write  # noqa: E402
 
 
 def read_history(path) -> dict[str, list[float]]:
@@ -148,12 +151,13 @@ def per_class_accuracy(labels, predicted, classes) -> list[dict]:
 
 
 def write_per_class_csv(rows: list[dict], path) -> Path:
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["class", "test_images", "correct", "accuracy"])
-        for r in rows:
-            writer.writerow([r["class"], r["test_images"], r["correct"],
-                             "" if r["accuracy"] is None else f"{r['accuracy']:.6f}"])
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["class", "test_images", "correct", "accuracy"])
+    for r in rows:
+        writer.writerow([r["class"], r["test_images"], r["correct"],
+                         "" if r["accuracy"] is None else f"{r['accuracy']:.6f}"])
+    atomic_write(path, text.getvalue())
     return Path(path)
 
 
@@ -355,5 +359,5 @@ def write_report(out: Path, config, results: dict, figures: list[Path], notes: l
         lines += [f"## {heading}", "", f"![{fig.stem}]({fig.name})", ""]
     lines += ["## Configuration", "", "```json", config.to_json(), "```", ""]
     path = out / "report.md"
-    path.write_text("\n".join(lines))
+    atomic_write(path, "\n".join(lines))
     return path

@@ -10,6 +10,7 @@ checkpoint manifest: what a resume needs) with the files it names in ``checkpoin
 import contextlib
 import csv
 import dataclasses
+import io
 import json
 import os
 import shutil
@@ -197,8 +198,9 @@ def _truncate_history(path: Path, epochs: int) -> None:
     if not rows:
         return
     kept = [rows[0]] + [r for r in rows[1:] if r and int(float(r[0])) <= epochs]  # epochs from 1
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows(kept)
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows(kept)
+    atomic_write(path, text.getvalue())
 
 
 class ChiefCheckpoints(Checkpoints):
