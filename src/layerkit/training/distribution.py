@@ -5,8 +5,10 @@ One path for every machine: find the devices, print them, and when there is more
 global batch split evenly across the devices. Past one machine, `setup` starts JAX's
 distributed runtime first (`--coordinator HOST:PORT --num-processes P --process-id I`, or
 the environment variables ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``,
-``JAX_PROCESS_ID``); each process then reads its own shard of the training data and feeds
-``batch_size / P`` images a step, and only process 0 (the chief) writes the record.
+``JAX_PROCESS_ID``, or what the cluster's scheduler tells each process: SLURM, Open MPI,
+Kubernetes and Cloud TPU, detected as JAX detects them); each process then reads its own shard
+of the training data and feeds ``batch_size / P`` images a step, and only process 0 (the
+chief) writes the record.
 
 On CPU, processes exchange gradients through JAX's gloo collectives
 (``jax_cpu_collectives_implementation="gloo"``), which is how two processes on 127.0.0.1
@@ -18,7 +20,6 @@ are tested.
 
 import contextlib
 import os
-import re
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ class Topology:
     local_devices: list = field(default_factory=list)  # this process's share of `devices`
     distribution: object = None  # a keras DataParallel, or None for one device
     peer_watch: object = None  # a PeerWatch when there are several processes
+    launch: object = None  # the resolved Launch
+    processes: list = field(default_factory=list)  # on process 0: every process's host, pid and devices
 
     @property
     def is_chief(self) -> bool:
@@ -79,6 +82,7 @@ class Launch:
     num_processes: int = 1
     process_id: int = 0  # 0 writes the record
     init_timeout: float = 60.0  # seconds to wait for every process to join, and for a silent peer
+    cluster: str = ""  # the scheduler the settings came from ("slurm", "ompi", ...); "" = flags or JAX_*
 
     def resolved(self, environ=None) -> "Launch":
         if isinstance(self.devices, bool) or not isinstance(self.devices, int) or self.devices < 0:
@@ -87,7 +91,19 @@ class Launch:
             raise DistributionError(f"init_timeout must be > 0 seconds. Received: {self.init_timeout!r}")
         coordinator, num_processes, process_id = launch_settings(
             self.coordinator, self.num_processes, self.process_id, environ)
-        return Launch(self.devices, coordinator, num_processes, process_id, float(self.init_timeout))
+        cluster = self.cluster
+        if num_processes == 1 and not coordinator and (environ is None or environ is os.environ):
+            detected = detect_cluster(self.init_timeout)
+            if detected is not None and detected[2] > 1:
+                cluster, coordinator, num_processes, process_id = detected
+        return Launch(self.devices, coordinator, num_processes, process_id, float(self.init_timeout), cluster)
+
+    def describe(self) -> dict:
+        """This launch, as run.json records it."""
+        return {"processes": self.num_processes, "process_id": self.process_id,
+                "coordinator": self.coordinator or None,
+                "from": self.cluster or ("flags or JAX_* variables" if self.num_processes > 1 else "one process"),
+                "devices_per_process": self.devices or "all local accelerators (or one CPU)"}
 
 
 # === Multi-process runtime ===
@@ -115,6 +131,29 @@ def launch_settings(coordinator="", num_processes=1, process_id=0, environ=None)
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise DistributionError(f"coordinator must be HOST:PORT. Received: {coordinator!r}")
     return coordinator, num_processes, process_id
+
+
+def detect_cluster(timeout: float = 60.0):
+    """(name, coordinator, num_processes, process_id) that the cluster scheduler this process
+    runs under gives it, detected as `jax.distributed.initialize()` detects it (SLURM inside an
+    `srun` step, Open MPI's `mpirun`, a Kubernetes indexed Job, Cloud TPU); None outside one.
+    `JAX_COORDINATOR_PORT` overrides the port JAX derives (SLURM: from the job id)."""
+    try:
+        from jax._src.clusters import ClusterEnv
+    except ImportError:  # a JAX that moved its cluster detection: flags and JAX_* still work
+        return None
+    for env in ClusterEnv._cluster_types:
+        if getattr(env, "opt_in_only_method", False) or not env.is_env_present():
+            continue
+        try:
+            coordinator = env.get_coordinator_address(timeout_secs=int(timeout),
+                                                      override_coordinator_port=os.environ.get("JAX_COORDINATOR_PORT"))
+            return env.name or env.__name__, coordinator, int(env.get_process_count()), int(env.get_process_id())
+        except (KeyError, ValueError, TypeError) as err:
+            raise DistributionError(f"layerkit found a {env.name or env.__name__} cluster environment but "
+                                    f"could not read its settings ({err!r}); pass --coordinator HOST:PORT "
+                                    "--num-processes P --process-id I instead") from None
+    return None
 
 
 def _env_int(environ, name) -> int:
@@ -164,24 +203,37 @@ def initialize_processes(coordinator: str, num_processes: int, process_id: int,
         done.set()
 
 
-def is_runtime_error(err) -> bool:
-    import jax
-
-    return isinstance(err, jax.errors.JaxRuntimeError)
+_abort_handler = None  # the C-callable SIGABRT handler, kept alive while installed
 
 
-def collective_failed(err, me: int, n: int):
-    """A collective raised in a multi-process run: a peer is gone. Say which, exit 4.
+def exit_4_on_abort(me: int, n: int) -> None:
+    """Turn the SIGABRT of JAX's coordination client into `lost_peer`'s exit 4.
 
-    Called at once from the training loop: JAX's own error poller aborts the process
-    (SIGABRT) moments later when the lost peer ran the coordinator."""
-    text = str(err)
-    peer = re.search(r"peer \[?([^\]\s]+)\]?:(\d+)", text)
-    if n == 2:
-        who = f"process {1 - me}" + (" (it runs the coordinator)" if me == 1 else "")
-    else:
-        who = "another process" + (f" (the peer at {peer.group(1)}:{peer.group(2)})" if peer else "")
-    lost_peer(me, n, who, "a collective failed: " + text.splitlines()[0][:300])
+    When the coordinator's process dies, the client's error-polling thread in every other
+    process calls abort() at once (absl's fatal log, a C++ stack, status 134): before any
+    Python code of ours can run, and JAX offers no Python hook (its `missed_heartbeat_callback`
+    cannot be given a Python callable). A C-level handler installed through ctypes runs on that
+    thread, takes the GIL, says which process is gone and exits 4 (absl has printed its fatal
+    message and stack by then). Process 0 runs the coordination service itself, so it never
+    loses it; there the abort comes from the service declaring another process dead (after
+    JAX's heartbeat timeout, when `PeerWatch` has not named it first)."""
+    global _abort_handler
+    import ctypes
+    import signal
+
+    if _abort_handler is not None:
+        return
+    who = "process 0 (it runs the coordinator)" if me else "another process"
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    @ctypes.CFUNCTYPE(None, ctypes.c_int)
+    def handler(_signum):
+        lost_peer(me, n, who, "JAX's coordination client reported a fatal error and aborted")
+
+    libc.signal.restype = ctypes.c_void_p
+    libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    libc.signal(signal.SIGABRT, ctypes.cast(handler, ctypes.c_void_p))
+    _abort_handler = handler
 
 
 def lost_peer(me: int, n: int, who: str, why: str):
@@ -257,14 +309,32 @@ def setup(config, launch: Launch, verbose: bool = True) -> Topology:
         # Each process feeds its own shard (the Pipeline's process slice): no auto-sharding.
         distribution = keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
     keras.distribution.set_distribution(distribution)
-    topology = Topology(process_index, process_count, devices, local, distribution)
+    topology = Topology(process_index, process_count, devices, local, distribution, launch=launch)
     if process_count > 1:
+        exit_4_on_abort(process_index, process_count)
+        topology.processes = _roles(process_index, process_count, local, launch.init_timeout)
         topology.peer_watch = PeerWatch(process_index, process_count, launch.init_timeout).start()
     if verbose:
         print(f"layerkit: found {topology.describe()}; "
               + (f"data-parallel, global batch {config.batch_size} = {config.batch_size // len(devices)}"
                  f" per device" if distribution else "one device"), file=sys.stderr, flush=True)
     return topology
+
+
+def _roles(me: int, n: int, local: list, timeout: float) -> list:
+    """Each process tells the coordination service its host, pid and devices; process 0
+    returns them all (for run.json), the others an empty list."""
+    import json
+    import socket
+
+    from jax._src import distributed
+
+    client = distributed.global_state.client
+    client.key_value_set(f"layerkit/role/{me}", json.dumps(
+        {"process_id": me, "host": socket.gethostname(), "pid": os.getpid(), "devices": [str(d) for d in local]}))
+    if me != 0:
+        return []
+    return [json.loads(client.blocking_key_value_get(f"layerkit/role/{p}", int(timeout * 1000))) for p in range(n)]
 
 
 # === Peers that die ===
@@ -307,6 +377,46 @@ class PeerWatch:
 
     def _key(self, process) -> str:
         return f"layerkit/alive/{process}"
+
+    def after_failure(self, err: BaseException, grace: float = 3.0) -> None:
+        """Training raised `err` (a failed collective raises whatever the step was doing): if a
+        peer is gone, say which and exit 4 at once, rather than wait `timeout` for its silence.
+        Returns when every peer is alive (the failure is this process's own)."""
+        who = self.dead_peer(grace)
+        if who is not None:
+            self._stop.set()
+            lost_peer(self.me, self.n, who, f"training failed with {type(err).__name__}: "
+                      f"{str(err).splitlines()[0][:200] if str(err) else ''}")
+
+    def dead_peer(self, grace: float = 3.0):
+        """The first peer whose heartbeat stays still for `grace` seconds ("process I"), the
+        coordinator when it no longer answers, or None when every peer is alive or done."""
+        import time
+
+        try:
+            self.client.key_value_set(self._key(self.me), f"failing-{time.monotonic()}", allow_overwrite=True)
+        except Exception:  # noqa: BLE001 - the coordination service itself is gone
+            return "process 0 (it runs the coordinator)"
+
+        def beats():
+            values = {}
+            for p in range(self.n):
+                if p != self.me:
+                    try:
+                        values[p] = self.client.key_value_try_get(self._key(p))
+                    except Exception:  # noqa: BLE001 - not written yet
+                        values[p] = None
+            return values
+
+        first, alive = beats(), set()
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            time.sleep(min(0.25, self.interval / 4))
+            now = beats()
+            alive |= {p for p in first if now[p] != first[p] or now[p] == "done"}
+            if len(alive) == len(first):
+                return None
+        return f"process {min(set(first) - alive)}"
 
     def _run(self) -> None:
         import time

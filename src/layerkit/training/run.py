@@ -177,15 +177,18 @@ def _versions() -> dict:
             "devices": [str(d) for d in jax.devices()]}
 
 
-def _record_launch(workdir: Path, epochs_completed: int) -> None:
-    """run.json: the versions and devices of the latest launch, and every launch's command line."""
+def _record_launch(workdir: Path, epochs_completed: int, topology) -> None:
+    """run.json: the versions and devices of the latest launch, and every launch's command
+    line, processes (where they came from: flags, JAX_* or the cluster's scheduler) and roles."""
     path = workdir / "run.json"
     try:
         launches = json.loads(path.read_text()).get("launches", []) if path.exists() else []
     except (OSError, ValueError, AttributeError):
         launches = []
     launches.append({"argv": sys.argv, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                     "cwd": os.getcwd(), "epochs_completed_before": epochs_completed})
+                     "cwd": os.getcwd(), "epochs_completed_before": epochs_completed,
+                     **({"launch": topology.launch.describe()} if topology.launch else {}),
+                     **({"roles": topology.processes} if topology.processes else {})})
     atomic_write(path, json.dumps({**_versions(), "launches": launches}, indent=1))
 
 
@@ -348,7 +351,7 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals) -> 
     chief = topology.is_chief
     initial_epoch = state["epochs_completed"] if state else 0
     if chief:
-        _record_launch(workdir, initial_epoch)
+        _record_launch(workdir, initial_epoch, topology)
     keras.utils.set_random_seed(config.seed)
     verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
     verbose = verbose if chief else 0
@@ -390,8 +393,8 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals) -> 
                           initial_epoch=initial_epoch, steps_per_epoch=config.steps_per_epoch or None,
                           shuffle=False, verbose=verbose, callbacks=callbacks)
             except Exception as err:
-                if topology.process_count > 1 and dist.is_runtime_error(err):
-                    dist.collective_failed(err, topology.process_index, topology.process_count)
+                if topology.peer_watch is not None:
+                    topology.peer_watch.after_failure(err)  # exits 4 when a peer is gone
                 raise
         train_seconds = time.perf_counter() - start
         if not chief:
