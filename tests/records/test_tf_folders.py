@@ -4,6 +4,7 @@
 import gzip
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from layerkit import cli
 from layerkit.data.sources import TFRecordSource, open_dataset
 from layerkit.records import RecordError, index_records, records_info, verify_records
-from layerkit.records.tfrecord import ShardReader, decompress
+from layerkit.records.tfrecord import ShardReader, inflate
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCE = json.loads((FIXTURES / "tf_folders.json").read_text())
@@ -95,8 +96,16 @@ def test_compression_named_or_detected_and_its_faults(tmp_path):
     cut.write_bytes(shard.read_bytes()[:-20])
     with pytest.raises(RecordError, match="truncated GZIP stream"):
         ShardReader(cut)
-    with pytest.raises(RecordError, match="decompresses to more than 100 bytes"):
-        decompress(shard.read_bytes(), "GZIP", shard, limit=100)
+    fd = os.open(shard, os.O_RDONLY)
+    try:
+        with pytest.raises(RecordError, match="decompresses to more than 100 bytes"):
+            inflate(fd, "GZIP", shard, limit=100)
+    finally:
+        os.close(fd)
+    trailing = tmp_path / "trailing.tfrecords"
+    trailing.write_bytes(shard.read_bytes() + b"xyz")
+    with pytest.raises(RecordError, match="3 bytes follow the end of the GZIP stream"):
+        ShardReader(trailing)
     big = tmp_path / "bomb.tfrecord"  # 64 MiB of zeros in 64 KiB: refused, not allocated past the limit
     big.write_bytes(gzip.compress(b"\0" * (64 << 20)))
     with pytest.raises(RecordError, match="decompresses to more than 1048576 bytes"):

@@ -78,9 +78,15 @@ def run_verify(args) -> int:
 
 
 def run_info(args) -> int:
+    import warnings
+
     from layerkit.records import records_info
 
-    info = records_info(args.out, keys=args.keys, compression=args.compression)
+    with warnings.catch_warnings(record=True) as caught:  # a side file skipped: one line each
+        warnings.simplefilter("always")
+        info = records_info(args.out, keys=args.keys, compression=args.compression)
+    for w in caught:
+        print(f"layerkit records info: warning: {w.message}", file=sys.stderr)
     b = info["bytes"]
     print(f"records: {info['records']} in {len(info['shards'])} shards, {b['shards']:,} bytes "
           f"({b['images']:,} of images, {b['mean_image']:.0f} per image)")

@@ -19,7 +19,7 @@ from PIL import Image
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR_SPLITS = {"train": [f"data_batch_{k}" for k in range(1, 6)], "test": ["test_batch"]}
-MAX_CIFAR_MEMBER_BYTES = 256 * 1024 * 1024  # one batch is ~31 MB
+MAX_CIFAR_MEMBER_BYTES = 64 * 1024 * 1024  # one batch is ~31 MB; a larger file is refused by its size, unread
 
 
 # === CIFAR-10 python batches ===
@@ -135,7 +135,7 @@ def _cifar_members(src: Path, split: str) -> list[tuple[str, bytes]]:
         missing = [n for n in names if not (src / n).is_file()]
         if missing:
             raise ValueError(f"{src}: CIFAR-10 batches {missing} missing for split {split!r}")
-        return [(str(src / n), (src / n).read_bytes()) for n in names]
+        return [(str(src / n), _read_batch(src / n)) for n in names]
     try:
         with tarfile.open(src, "r:gz") as tar:
             by_name = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
@@ -146,11 +146,31 @@ def _cifar_members(src: Path, split: str) -> list[tuple[str, bytes]]:
             for n in names:
                 m = by_name[n]
                 if m.size > MAX_CIFAR_MEMBER_BYTES:
-                    raise ValueError(f"{src}: member {m.name} is {m.size} bytes, above {MAX_CIFAR_MEMBER_BYTES}")
+                    raise _too_large(f"{src}: member {m.name}", m.size)
                 out.append((f"{src}:{m.name}", tar.extractfile(m).read()))
             return out
     except (tarfile.TarError, OSError, EOFError) as err:
         raise ValueError(f"{src}: cannot read as a .tar.gz of CIFAR-10 batches: {err}") from err
+
+
+def _too_large(what, size) -> ValueError:
+    return ValueError(f"{what} is {size:,} bytes, above the {MAX_CIFAR_MEMBER_BYTES:,} a CIFAR-10 python batch "
+                      "can be (one is about 31 MB): not a CIFAR-10 batch")
+
+
+def _read_batch(path: Path) -> bytes:
+    """A batch file's bytes, its size checked first (a sparse 3 GiB file is refused unread)
+    and the read bounded (a file that grows meanwhile is refused too)."""
+    size = path.stat().st_size
+    if size > MAX_CIFAR_MEMBER_BYTES:
+        raise _too_large(path, size)
+    with open(path, "rb") as f:
+        data = f.read(size + 1)  # not MAX + 1: Python allocates what a read asks for
+        if len(data) > size:
+            data += f.read(MAX_CIFAR_MEMBER_BYTES + 1 - len(data))
+    if len(data) > MAX_CIFAR_MEMBER_BYTES:
+        raise _too_large(path, len(data))
+    return data
 
 
 def encode_png(pixels: np.ndarray) -> bytes:

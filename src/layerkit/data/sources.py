@@ -8,9 +8,7 @@ or ``images(indices) -> uint8 (N, H, W, 3)`` (already decoded).
 `open_dataset` turns a name (``sample``, ``cifar10``, ``flowers``) or a path into one.
 """
 
-import json
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -117,9 +115,12 @@ class TFRecordSource:
     it every file of the folder named as a shard (`layerkit.records.tfrecord.is_shard_name`)
     is read, in name order, with `keys`: an `ImageKeys`, a name (default, flowers, tfds) or
     ``encoded=KEY,label=KEY``; default: detected from the first record. `compression`: None
-    (detected per shard), "GZIP", "ZLIB" or "" (none), as TensorFlow's ``compression_type``. A malformed dataset.json, or one whose per-shard record counts, shard
-    sizes or class counts differ from what the shards hold, raises `RecordError` at opening
-    (naming the file and field, or the shard): records never go missing or appear unnoticed.
+    (detected per shard), "GZIP", "ZLIB" or "" (none), as TensorFlow's ``compression_type``.
+    Opening is `layerkit.records.dataset.open_records`, the verdict `records verify` and
+    `records info` give too: a malformed dataset.json, or one whose per-shard record counts,
+    shard sizes, classes or class counts differ from what the shards hold, a gap or a copy in a
+    ``-of-N`` set of shards, raises `RecordError` at opening (naming the file and field, or the
+    shard): records never go missing or appear unnoticed.
 
     The labels and where each image's bytes lie in its record come from the shard's labels
     file (`layerkit.records.labels`) when it has a valid one (its checksum and trailer
@@ -132,72 +133,18 @@ class TFRecordSource:
     """
 
     def __init__(self, folder, keys=None, compression=None):
-        from layerkit.records.dataset import read_dataset_info, reader_keys
-        from layerkit.records.example import ImageKeys
-        from layerkit.records.labels import load_labels, scan_labels
-        from layerkit.records.tfrecord import RecordError, Shards
+        from layerkit.records.dataset import open_records
 
-        folder = Path(folder)
-        self.name = str(folder)
-        meta_path = folder / "dataset.json"
-        meta = read_dataset_info(meta_path, required=()) if os.path.lexists(meta_path) else {}
-        listed = meta.get("shards", [])
-        for entry in listed:
-            if not os.path.lexists(folder / entry["file"]):
-                raise RecordError("shard listed in dataset.json is missing", folder / entry["file"])
-        self._shards = Shards([folder / e["file"] for e in listed] or folder, compression=compression)
-        if keys is not None:
-            keys = ImageKeys.parse(keys)
-        elif "image_keys" in meta:
-            keys = meta["image_keys"]
-        else:
-            first = [r for r in self._shards.readers if len(r)]
-            keys = reader_keys(first[0]) if first else ImageKeys()
-        self.keys = self._keys = keys
-        for entry, reader in zip(listed, self._shards.readers):
-            if len(reader) != entry["records"]:
-                raise RecordError(f"holds {len(reader)} records, dataset.json says {entry['records']}: the "
-                                  "shard was cut, emptied or appended to after it was written", reader.path)
-            if "bytes" in entry and reader.size != entry["bytes"]:
-                raise RecordError(f"is {reader.size} bytes, dataset.json says {entry['bytes']}: the shard "
-                                  "changed after it was written", reader.path)
-        n = len(self._shards)
-        if n == 0:
-            raise RecordError("the shards hold no records", folder)
-        classes = meta.get("classes")
-        self._rows = np.empty((n, 4), np.int64)  # label, image start, image size, CRC (-1: not checked)
-        self.labels_source = []  # per shard: "labels file" or "scan"
-        for s, reader in enumerate(self._shards.readers):
-            lo, hi = int(self._shards.starts[s]), int(self._shards.starts[s + 1])
-            rows, why = load_labels(reader, len(classes) if classes else None)
-            if rows is not None:
-                self._rows[lo:hi] = rows
-                self.labels_source.append("labels file")
-                continue
-            if why != "no labels file":
-                warnings.warn(f"ignoring {why}; scanning the shard", stacklevel=2)
-            self.labels_source.append("scan")
-            self._rows[lo:hi] = scan_labels(reader, keys)
-            self._rows[lo:hi, 3] = -1  # parsed now; the first read of each record parses it again
-        labels = self._rows[:, 0]
-        classes = classes or [str(i) for i in range(int(labels.max()) + 1)]
-        self.classes = tuple(str(c) for c in classes)
-        bad = np.flatnonzero((labels < 0) | (labels >= len(self.classes)))
-        if bad.size:
-            s, j = self._shards.locate(int(bad[0]))
-            raise RecordError(f"label {int(labels[bad[0]])} is out of range for {len(self.classes)} classes "
-                              f"(expected 0..{len(self.classes) - 1}; {bad.size} such records)",
-                              self._shards.paths[s], j, int(self._shards.readers[s].offsets[j]))
-        self.labels = _check_labels(labels, len(labels), self.classes, str(folder))
-        if "counts" in meta:
-            found = np.bincount(self.labels, minlength=len(self.classes))
-            wrong = {c: (int(found[k]), meta["counts"].get(c, 0)) for k, c in enumerate(self.classes)
-                     if found[k] != meta["counts"].get(c, 0)}
-            if wrong:
-                raise RecordError("class counts differ from the shards' labels: " + ", ".join(
-                    f"{c!r}: {got} in the shards, {want} in the file" for c, (got, want) in wrong.items()), meta_path)
+        folder = open_records(folder, keys, compression)  # the one verdict; side-file notes warned
+        self.name = str(folder.path)
+        self._shards = folder.shards
+        self.keys = self._keys = folder.keys
+        self._rows = folder.rows  # label, image start, image size, CRC (-1: not checked)
+        self.labels_source = folder.labels_source  # per shard: "labels file" or "scan"
+        self.classes = folder.classes
+        self.labels = _check_labels(folder.labels, len(folder.labels), self.classes, self.name)
         self.image_shape = None
-        self._checked = np.full(n, -1, np.int64)  # the CRC each record had when checked against its row
+        self._checked = np.full(len(self.labels), -1, np.int64)  # the CRC each record had when checked against its row
 
     def __len__(self):
         return len(self.labels)
@@ -278,7 +225,7 @@ def is_shard_folder(path: Path) -> bool:
     (`layerkit.records.tfrecord.is_shard_name`: the one rule the readers use)."""
     from layerkit.records.tfrecord import is_shard_name
 
-    return (path / "dataset.json").exists() or any(is_shard_name(p.name) and p.is_file() for p in path.iterdir())
+    return os.path.lexists(path / "dataset.json") or any(is_shard_name(p.name) and p.is_file() for p in path.iterdir())
 
 
 def open_source(path, split="train", keys=None, compression=None):

@@ -29,8 +29,12 @@ from layerkit.records.example import (
 )
 from layerkit.records.labels import COLUMN_NAMES, labels_path, load_labels, scan_labels, write_labels
 from layerkit.records.tfrecord import (
+    FOOTER_BYTES,
     RecordError,
     ShardReader,
+    Shards,
+    check_shard_set,
+    index_path,
     masked_crc32c,
     read_regular,
     shard_paths,
@@ -61,45 +65,47 @@ class Progress:
             print(file=sys.stderr, flush=True)
 
 
-# === A records folder, with or without dataset.json ===
+# === A records folder, with or without dataset.json: the one verdict ===
 
 
-def records_folder(path, keys=None, compression=None):
-    """(shard paths, dataset.json's checked fields or None, keys) of a records folder or one shard.
+def records_folder(path):
+    """(shard paths, dataset.json's checked fields or None) of a records folder or one shard.
 
-    The shards are those ``dataset.json`` lists when the folder has one (layerkit wrote it),
-    else the folder's files named as shards (`layerkit.records.tfrecord.is_shard_name`), or
-    the one file `path` names. `keys`: an `ImageKeys`, a name or spec (`ImageKeys.parse`), or
-    None for dataset.json's, else those detected from the first record (`detect_keys`).
+    The shards are those ``dataset.json`` lists when the folder has one that lists them (each
+    must exist), else the folder's files named as shards (`layerkit.records.tfrecord.is_shard_name`;
+    a set named ``-NNNNN-of-NNNNN`` must be whole: `check_shard_set`), or the one file `path`
+    names.
     """
     path = Path(path)
     info = None
     if path.is_dir() and os.path.lexists(path / DATASET_FILE):
         info = load_dataset_info(path)
+    if info is not None and info.get("shards"):
         paths = [path / s["file"] for s in info["shards"]]
+        for p in paths:
+            if not os.path.lexists(p):
+                raise RecordError(f"shard listed in {DATASET_FILE} is missing", p)
     else:
         paths = shard_paths(path)
+        if path.is_dir():
+            check_shard_set(paths)
+    return paths, info
+
+
+def resolve_keys(keys, info, readers) -> ImageKeys:
+    """`keys` given (an `ImageKeys`, a name or spec: `ImageKeys.parse`), else dataset.json's,
+    else those of the first record of the first non-empty shard (`detect_keys`; default keys
+    when every shard is empty). An unknown layout raises `RecordError` naming that record, the
+    keys it holds and the ``--keys`` that would fit. None when neither is given and no reader
+    is."""
     if keys is not None:
-        keys = ImageKeys.parse(keys)
-    elif info is not None:
-        keys = info["image_keys"]
-    else:
-        keys = detect_folder_keys(paths, compression)
-    return paths, info, keys
-
-
-def detect_folder_keys(paths, compression=None) -> ImageKeys:
-    """The key set of the first record of the first non-empty shard (`detect_keys`); default
-    keys when every shard is empty. An unknown layout raises `RecordError` naming that record,
-    the keys it holds and the ``--keys`` that would fit."""
-    for path in paths:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # an invalid index is reported where it matters
-            reader = ShardReader(path, compression=compression)
-        with reader:
-            if len(reader):
-                return reader_keys(reader)
-    return DEFAULT_KEYS
+        return ImageKeys.parse(keys)
+    if info is not None and "keys" in info:
+        return info["image_keys"]
+    for reader in readers:
+        if len(reader):
+            return reader_keys(reader)
+    return DEFAULT_KEYS if readers else None
 
 
 def reader_keys(reader) -> ImageKeys:
@@ -112,6 +118,146 @@ def reader_keys(reader) -> ImageKeys:
         raise RecordError(err.reason, reader.path, 0, 0) from None
 
 
+class RecordsFolder:
+    """A folder of records (or one shard) that passed `open_records`: its open `shards`,
+    dataset.json's checked fields (`info`, or None), `keys`, `classes` and one row per record
+    (`rows`: label, image start, image size, CRC; the CRC is -1 where the shard had no valid
+    labels file and its records were parsed instead). `labels_source` says, per shard, "labels
+    file" or "scan"; `notes` lists each side file (index, labels file) that was ignored and why
+    (the shard was scanned instead). Close it (or use it as a context manager) when done."""
+
+    def __init__(self, path, info, keys, shards, classes, rows, labels_source, notes):
+        self.path, self.info, self.keys, self.shards = Path(path), info, keys, shards
+        self.classes, self.rows, self.labels_source, self.notes = classes, rows, labels_source, notes
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.rows[:, 0]
+
+    def close(self) -> None:
+        self.shards.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_records(path, keys=None, compression=None, warn: bool = True) -> RecordsFolder:
+    """The one verdict on a folder of records (or one shard), which `verify_records`,
+    `records_info`, `TFRecordSource` (`open_dataset`, ``layerkit train``) all start from.
+
+    Refused, with a `RecordError` naming the file (and the field of dataset.json or the
+    record): a malformed or unreadable dataset.json; a shard it lists that is missing, holds
+    another number of records or bytes than it says; without dataset.json, a ``-of-N`` set of
+    shard names with a gap or an extra member, or two shards holding the same records (a copy);
+    no record at all; a label outside the classes; class counts that differ from the labels;
+    a class dataset.json names that no record uses (unless its ``counts`` says 0).
+
+    A side file that does not fit its shard (an invalid ``.index`` or labels file, or a missing
+    index of a shard dataset.json lists) is not an error here: the shard is scanned instead,
+    the same for every reader, and the note is kept in `notes` (warned when `warn`).
+    `verify_records`, which checks side files too, fails on them.
+    """
+    path = Path(path)
+    paths, info = records_folder(path)
+    listed = info.get("shards") if info is not None else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an invalid index is one of the notes below
+        shards = Shards(paths, compression=compression)
+    try:
+        notes = []
+        for k, reader in enumerate(shards.readers):
+            if reader.index_source.startswith("scan ("):
+                notes.append((reader.path, f"invalid index: {reader.index_source[6:-1]}"))
+            elif listed and reader.index_source == "scan":
+                notes.append((reader.path, f"missing index: {index_path(reader.path)}"))
+            if listed:
+                entry = listed[k]
+                if len(reader) != entry["records"]:
+                    raise RecordError(f"holds {len(reader)} records, {DATASET_FILE} says {entry['records']}: the "
+                                      "shard was cut, emptied or appended to after it was written", reader.path)
+                if "bytes" in entry and reader.size != entry["bytes"]:
+                    raise RecordError(f"is {reader.size} bytes, {DATASET_FILE} says {entry['bytes']}: the shard "
+                                      "changed after it was written", reader.path)
+        if info is None and path.is_dir():
+            check_no_copies(shards.readers)
+        n = len(shards)
+        if n == 0:
+            raise RecordError("the shards hold no records", path)
+        keys = resolve_keys(keys, info, shards.readers)
+        named = info.get("classes") if info is not None else None
+        rows = np.empty((n, 4), np.int64)
+        labels_source = []
+        for s, reader in enumerate(shards.readers):
+            lo, hi = int(shards.starts[s]), int(shards.starts[s + 1])
+            found, why = load_labels(reader, len(named) if named else None)
+            if found is not None:
+                rows[lo:hi] = found
+                labels_source.append("labels file")
+                continue
+            if why != "no labels file":
+                notes.append((reader.path, f"invalid labels file: {why}"))
+            labels_source.append("scan")
+            rows[lo:hi] = scan_labels(reader, keys)
+            rows[lo:hi, 3] = -1  # parsed now; the first read of each record parses it again
+        labels = rows[:, 0]
+        classes = tuple(str(c) for c in named) if named else tuple(str(i) for i in range(max(int(labels.max()) + 1, 0)))
+        bad = np.flatnonzero((labels < 0) | (labels >= len(classes)))
+        if bad.size:
+            s, j = shards.locate(int(bad[0]))
+            expected = f"0..{len(classes) - 1}" if named else "a label >= 0"
+            raise RecordError(f"label {int(labels[bad[0]])} is out of range for {len(classes)} classes "
+                              f"(expected {expected}; {bad.size} such records)",
+                              shards.paths[s], j, int(shards.readers[s].offsets[j]))
+        if info is not None:
+            _check_classes(info, classes, np.bincount(labels, minlength=len(classes)), n, path / DATASET_FILE)
+        if warn:
+            for _, why in notes:  # each names its side file
+                warnings.warn(f"{why}; scanning the shard instead", stacklevel=2)
+        return RecordsFolder(path, info, keys, shards, classes, rows, labels_source, notes)
+    except BaseException:
+        shards.close()
+        raise
+
+
+def _check_classes(info, classes, found, n, where) -> None:
+    """dataset.json's record count, class counts and class list against the labels found."""
+    if "records" in info and info["records"] != n:
+        raise RecordError(f"{n} records found in the shards, {DATASET_FILE} says {info['records']}", where)
+    counts = info.get("counts")
+    if counts is not None:
+        wrong = {c: (int(found[k]), counts.get(c)) for k, c in enumerate(classes) if found[k] != counts.get(c, 0)}
+        if wrong:
+            raise RecordError("class counts differ from the shards' labels: " + ", ".join(
+                f"{c!r}: {got} in the shards, {want if want is not None else 'none'} in the file"
+                for c, (got, want) in wrong.items()), where)
+    unused = [c for k, c in enumerate(classes) if found[k] == 0 and (counts is None or c not in counts)]
+    if unused:
+        raise RecordError(f"names {len(classes)} classes, but no record has the label of "
+                          f"{', '.join(repr(c) for c in unused[:5])}{' ...' if len(unused) > 5 else ''} "
+                          f"(labels found: {sorted(int(k) for k in np.flatnonzero(found))[:12]}): a class no "
+                          f"record uses would be trained as one that never occurs; list it in 'counts' with 0 "
+                          "if it is meant to be empty", where)
+
+
+def check_no_copies(readers) -> None:
+    """Refuse two non-empty shards that hold the same records (a copy of a shard beside it):
+    same size, count, and stored CRCs of their first and last records."""
+    seen = {}
+    for reader in readers:
+        if not len(reader):
+            continue
+        ends = reader.offsets
+        key = (reader.size, len(reader), reader._read_at(FOOTER_BYTES, int(ends[1]) - FOOTER_BYTES),
+               reader._read_at(FOOTER_BYTES, int(ends[-1]) - FOOTER_BYTES))
+        if key in seen:
+            raise RecordError(f"holds the same {len(reader)} records as {seen[key].name} (a copy?): each record "
+                              "would be read twice; remove one of them", reader.path)
+        seen[key] = reader.path
+
+
 # === Indexing shards another writer made ===
 
 
@@ -119,8 +265,8 @@ def index_records(folder, keys=None, progress: bool | None = None, compression=N
     """Write the offset index (where missing or stale) and the labels file of every shard in
     `folder`, e.g. shards TensorFlow wrote, so that opening the folder reads no record.
 
-    The shards and keys are `records_folder`'s (keys: given, dataset.json's, else detected
-    from the first record). Every record is read and parsed once; a record that is not an
+    The shards are `records_folder`'s; keys given, dataset.json's, else detected from the
+    first record (`resolve_keys`). Every record is read and parsed once; a record that is not an
     image Example with a label >= 0 raises `RecordError`. The index and labels file of a
     GZIP/ZLIB shard give offsets in its decompressed bytes.
     Returns ``{"shards": k, "records": n, "indexes_written": m, "keys": name}``.
@@ -129,8 +275,9 @@ def index_records(folder, keys=None, progress: bool | None = None, compression=N
 
     folder = Path(folder)
     remove_stale_temps(folder if folder.is_dir() else folder.parent)
-    paths, _, keys = records_folder(folder, keys, compression)
+    paths, info = records_folder(folder)
     n = indexes = 0
+    keys = resolve_keys(keys, info, [])  # given or dataset.json's; else None: detected below
     bar = Progress(f"indexing {folder}", len(paths), progress)
     for k, path in enumerate(paths):
         with warnings.catch_warnings():
@@ -140,18 +287,20 @@ def index_records(folder, keys=None, progress: bool | None = None, compression=N
             if reader.index_source != "index":
                 write_index(path, np.array(reader.offsets), size=reader.size)
                 indexes += 1
-            rows = scan_labels(reader, keys)
+            if keys is None and len(reader):
+                keys = reader_keys(reader)
+            rows = scan_labels(reader, keys or DEFAULT_KEYS)
             write_labels(path, rows, reader.offsets)
             n += len(rows)
         bar.update(k + 1)
     bar.close()
-    return {"shards": len(paths), "records": n, "indexes_written": indexes, "keys": keys.describe()}
+    return {"shards": len(paths), "records": n, "indexes_written": indexes, "keys": (keys or DEFAULT_KEYS).describe()}
 
 
 # === Reading back ===
 
 
-REQUIRED_FIELDS = ("classes", "shards", "keys", "records")
+REQUIRED_FIELDS = ()  # every field is optional: a hand-written dataset.json may name only the classes
 
 
 def _count(value) -> bool:
@@ -240,140 +389,103 @@ def load_dataset_info(out_dir) -> dict:
     return read_dataset_info(Path(out_dir) / DATASET_FILE)
 
 
-def _records(paths, info, compression=None):
-    """Yield (reader, local index, offset, payload) over every record, shard by shard; with
-    dataset.json's `info`, checking each shard's count and that it has a valid index."""
-    for k, path in enumerate(paths):
-        if not os.path.lexists(path):
-            raise RecordError(f"shard listed in {DATASET_FILE} is missing", path)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # an invalid index is reported below, not warned about
-            reader = ShardReader(path, compression=compression)
-        with reader:
-            if info is not None:
-                if len(reader) != info["shards"][k]["records"]:
-                    raise RecordError(f"holds {len(reader)} records, {DATASET_FILE} says {info['shards'][k]['records']}", path)
-                if reader.index_source != "index":
-                    raise RecordError(f"no valid index, the shard had to be scanned: {reader.index_source}", path)
-            elif reader.index_source.startswith("scan ("):
-                raise RecordError(f"invalid index: {reader.index_source[6:-1]}", path)
-            for j in range(len(reader)):
-                offset = int(reader.offsets[j])
-                yield reader, j, offset, reader.read(j)
+def _each_record(folder):
+    """Yield (shard number, reader, local index, offset, payload) over every record of an
+    open `RecordsFolder`, shard by shard."""
+    for s, reader in enumerate(folder.shards.readers):
+        for j in range(len(reader)):
+            yield s, reader, j, int(reader.offsets[j]), reader.read(j)
 
 
 def verify_records(out_dir, decode: bool = True, progress: bool | None = None, keys=None, compression=None) -> dict:
-    """Check every CRC, that every payload is an image Example, every label in range, every image
-    decodes, and that each shard's labels file (where there is one) agrees with its records.
+    """`open_records`'s verdict, then every record read: every CRC, that every payload is an
+    image Example whose label and image bytes are those its labels file (where there is one)
+    says, and every image decodes to the height and width stored.
+
+    Stricter than opening for training on one point: a side file that does not fit its
+    shard (an invalid ``.index`` or labels file, or a missing index of a shard dataset.json
+    lists), which readers skip with a warning, is a failure here (`layerkit records index`
+    rewrites them).
 
     `out_dir` is a records folder, with or without ``dataset.json`` (shards TensorFlow wrote),
-    or one shard; `keys` and `compression` as `records_folder` and `ShardReader` take them
-    (None: dataset.json's or detected). Without dataset.json, labels must be >= 0.
+    or one shard; `keys` and `compression` as `open_records` takes them.
     Returns ``{"records": n, "shards": k, "keys": name, "classes": c}``; raises `RecordError`
     naming the shard, record index and byte offset of the first fault.
     """
-    paths, info, keys = records_folder(out_dir, keys, compression)
-    classes = info["classes"] if info is not None else None
-    bar = Progress(f"verifying {out_dir}", info["records"] if info else 0, progress)
-    n, counts = 0, Counter()
-    label_rows = {}  # shard path -> its labels file's rows, or None without one
-    for reader, j, offset, payload in _records(paths, info, compression):
-        if reader.path not in label_rows:
-            rows, why = load_labels(reader, len(classes) if classes else None)
-            if rows is None and why != "no labels file":
-                raise RecordError(f"invalid labels file: {why}", reader.path)
-            label_rows[reader.path] = rows
-        rows = label_rows[reader.path]
-        try:
-            fields = image_fields(parse_example(payload), keys)  # every feature parsed, not just ours
-            label = fields["label"]
-            if classes is not None and not 0 <= label < len(classes):
-                raise ValueError(f"label {label} out of range for {len(classes)} classes")
-            if label < 0:
-                raise ValueError(f"label {label} is negative")
-            if rows is not None:
-                row = [int(v) for v in rows[j]]
-                if payload[row[1] : row[1] + row[2]] == fields["encoded"]:
-                    start, size = row[1], row[2]  # the image's bytes may also occur elsewhere
-                else:
-                    start, size = payload.find(fields["encoded"]), len(fields["encoded"])
-                actual = [label, start, size, masked_crc32c(payload)]
-                differ = [f"{COLUMN_NAMES[c]} column: the record has {actual[c]}, the file says {row[c]}"
-                          for c in range(len(row)) if actual[c] != row[c]]
-                if differ:
-                    raise ValueError(f"the record disagrees with its labels file {labels_path(reader.path).name} "
-                                     f"({'; '.join(differ)})")
-            if decode:
-                pixels = decode_image(fields["encoded"])
-                stored = (fields.get("height", pixels.shape[0]), fields.get("width", pixels.shape[1]))
-                if stored != pixels.shape[:2]:
-                    raise ValueError(f"records height x width {stored}, the image decodes to {pixels.shape[:2]}")
-        except ValueError as err:
-            raise RecordError(str(err), reader.path, j, offset) from err
-        counts[classes[label] if classes else label] += 1
-        n += 1
-        bar.update(n)
-    bar.close()
-    if info is not None:
-        if n != info["records"]:
-            raise RecordError(f"{n} records found, {DATASET_FILE} says {info['records']}", Path(out_dir) / DATASET_FILE)
-        if "counts" in info and dict(counts) != {c: k for c, k in info["counts"].items() if k}:
-            raise RecordError(f"class counts {dict(counts)} differ from {DATASET_FILE}'s {info['counts']}", Path(out_dir) / DATASET_FILE)
-    elif n == 0:
-        raise RecordError("the shards hold no records", out_dir)
-    return {"records": n, "shards": len(paths), "keys": keys.describe(),
-            "classes": len(classes) if classes else max(counts) + 1}
+    with open_records(out_dir, keys, compression, warn=False) as folder:
+        if folder.notes:
+            where, why = folder.notes[0]
+            raise RecordError(f"{why} (readers scan the shard instead; `layerkit records index` rewrites it)", where)
+        keys = folder.keys
+        bar = Progress(f"verifying {out_dir}", len(folder.rows), progress)
+        n = 0
+        for s, reader, j, offset, payload in _each_record(folder):
+            row = folder.rows[int(folder.shards.starts[s]) + j].tolist()
+            try:
+                fields = image_fields(parse_example(payload), keys)  # every feature parsed, not just ours
+                if folder.labels_source[s] == "labels file":
+                    label = fields["label"]
+                    if payload[row[1] : row[1] + row[2]] == fields["encoded"]:
+                        start, size = row[1], row[2]  # the image's bytes may also occur elsewhere
+                    else:
+                        start, size = payload.find(fields["encoded"]), len(fields["encoded"])
+                    actual = [label, start, size, masked_crc32c(payload)]
+                    differ = [f"{COLUMN_NAMES[c]} column: the record has {actual[c]}, the file says {row[c]}"
+                              for c in range(len(row)) if actual[c] != row[c]]
+                    if differ:
+                        raise ValueError(f"the record disagrees with its labels file {labels_path(reader.path).name} "
+                                         f"({'; '.join(differ)})")
+                elif fields["label"] != row[0]:
+                    raise ValueError(f"label {fields['label']} read now, {row[0]} when the folder was opened")
+                if decode:
+                    pixels = decode_image(fields["encoded"])
+                    stored = (fields.get("height", pixels.shape[0]), fields.get("width", pixels.shape[1]))
+                    if stored != pixels.shape[:2]:
+                        raise ValueError(f"records height x width {stored}, the image decodes to {pixels.shape[:2]}")
+            except ValueError as err:
+                raise RecordError(str(err), reader.path, j, offset) from err
+            n += 1
+            bar.update(n)
+        bar.close()
+        return {"records": n, "shards": len(folder.shards.readers), "keys": keys.describe(),
+                "classes": len(folder.classes)}
 
 
 def records_info(out_dir, keys=None, compression=None) -> dict:
-    """Counts per class, image sizes and formats, and bytes, read from the records themselves.
+    """Counts per class, image sizes and formats, and bytes, of a folder `open_records` accepts
+    (its side-file notes warned, as training warns them).
 
     Without dataset.json the classes are the labels found, named by their numbers, and a
     format or size not stored in the records is taken from the image's own header."""
-    paths, info, keys = records_folder(out_dir, keys, compression)
-    classes = info["classes"] if info is not None else None
-    counts, sizes, formats = Counter(), Counter(), Counter()
-    image_bytes = n = 0
-    shards = []
-    for reader, j, offset, payload in _records(paths, info, compression):
-        if j == 0:
-            shards.append({"file": reader.path.name, "records": len(reader), "bytes": reader.path.stat().st_size,
-                           "compression": reader.compression or "none"})
-        try:
-            fields = image_example_fields(payload, keys)
-        except ValueError as err:
-            raise RecordError(str(err), reader.path, j, offset) from err
-        label = fields["label"]
-        if classes is not None:
-            counts[classes[label] if 0 <= label < len(classes) else f"<label {label}>"] += 1
-        else:
-            counts[label] += 1
-        if "height" not in fields or "width" not in fields:
-            fields = _from_header(fields)
-        sizes[f"{fields['height']}x{fields['width']}" if "height" in fields and "width" in fields else "not recorded"] += 1
-        formats[fields["format"].decode(errors="replace") if "format" in fields else image_format(fields["encoded"])] += 1
-        image_bytes += len(fields["encoded"])
-        n += 1
-    listed = {s["file"] for s in shards}
-    for path in paths:  # empty shards, which yielded no record
-        if path.name not in listed:
-            shards.append({"file": path.name, "records": 0, "bytes": path.stat().st_size, "compression": "none"})
-    order = {p.name: k for k, p in enumerate(paths)}
-    shards.sort(key=lambda s: order[s["file"]])
-    if classes is None:
-        classes = [str(k) for k in range(max(counts) + 1)] if counts else []
-        counts = Counter({str(k): v for k, v in counts.items()})
-    return {
-        "records": n,
-        "keys": keys.describe(),
-        "compression": sorted({s["compression"] for s in shards if s["records"]}),
-        "classes": {c: counts[c] for c in classes} | {c: k for c, k in counts.items() if c not in classes},
-        "image_sizes": dict(sizes.most_common()),
-        "formats": dict(formats.most_common()),
-        "shards": [{"file": s["file"], "records": s["records"]} for s in shards],
-        "bytes": {"shards": sum(s["bytes"] for s in shards), "images": image_bytes,
-                  "mean_image": image_bytes / n if n else 0.0},
-    }
+    with open_records(out_dir, keys, compression) as folder:
+        keys = folder.keys
+        sizes, formats = Counter(), Counter()
+        image_bytes = n = 0
+        for _, reader, j, offset, payload in _each_record(folder):
+            try:
+                fields = image_example_fields(payload, keys)
+            except ValueError as err:
+                raise RecordError(str(err), reader.path, j, offset) from err
+            if "height" not in fields or "width" not in fields:
+                fields = _from_header(fields)
+            sizes[f"{fields['height']}x{fields['width']}" if "height" in fields and "width" in fields else "not recorded"] += 1
+            formats[fields["format"].decode(errors="replace") if "format" in fields else image_format(fields["encoded"])] += 1
+            image_bytes += len(fields["encoded"])
+            n += 1
+        found = np.bincount(folder.labels, minlength=len(folder.classes))
+        shards = [{"file": r.path.name, "records": len(r), "bytes": r.path.stat().st_size,
+                   "compression": r.compression or "none"} for r in folder.shards.readers]
+        return {
+            "records": n,
+            "keys": keys.describe(),
+            "compression": sorted({s["compression"] for s in shards if s["records"]}),
+            "classes": {c: int(found[k]) for k, c in enumerate(folder.classes)},
+            "image_sizes": dict(sizes.most_common()),
+            "formats": dict(formats.most_common()),
+            "shards": [{"file": s["file"], "records": s["records"]} for s in shards],
+            "bytes": {"shards": sum(s["bytes"] for s in shards), "images": image_bytes,
+                      "mean_image": image_bytes / n if n else 0.0},
+        }
 
 
 def _from_header(fields) -> dict:

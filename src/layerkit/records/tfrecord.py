@@ -12,8 +12,9 @@ a (valid) index is scanned once, reading only the 12-byte headers.
 
 A shard TensorFlow wrote with ``compression_type="GZIP"`` or ``"ZLIB"`` (a gzip or zlib stream
 of those frames) is recognised by its first bytes, or named with ``compression=``, and
-decompressed into memory once (at most `MAX_DECOMPRESSED_BYTES`); its offsets, index and labels
-file then refer to the decompressed bytes.
+decompressed into memory once (at most `MAX_DECOMPRESSED_BYTES`, a bound a streaming first pass
+checks before anything that large is held: `inflate`); its offsets, index and labels file then
+refer to the decompressed bytes.
 
 Uncompressed reads use ``os.pread`` on one descriptor (no shared file position), so one
 reader may serve many threads. Every fault raises `RecordError`, a `ValueError`
@@ -68,6 +69,11 @@ class RecordError(ValueError):
 
     def __reduce__(self):  # keep path/index/offset across processes (pickled by worker pools)
         return type(self), (self.reason, self.path, self.index, self.offset)
+
+
+class UnreadableError(ValueError):
+    """A file that cannot be opened at all (a symlink loop, no permission): one line naming it
+    and why, no traceback (the CLI exits 2); not a `RecordError`, as nothing in it was read."""
 
 
 # === Checksums ===
@@ -232,23 +238,60 @@ def detect_compression(head: bytes) -> str:
     return ""  # not compressed either: the framing check reports what is wrong
 
 
-def decompress(data: bytes, compression: str, path=None, limit: int = MAX_DECOMPRESSED_BYTES) -> bytes:
-    """The TFRecord bytes inside a GZIP or ZLIB shard, refusing more than `limit` of them."""
-    d = zlib.decompressobj(wbits=31 if compression == "GZIP" else 15)
-    try:
-        out = d.decompress(data, limit + 1)
-    except zlib.error as err:
-        raise RecordError(f"corrupt {compression} stream: {err}", path) from None
-    if len(out) > limit or d.unconsumed_tail:
-        raise RecordError(f"the {compression} shard decompresses to more than {limit} bytes, the limit for a "
-                          "compressed shard (read into memory); pass max_decompressed_bytes= to allow more, "
-                          "or write the records uncompressed", path)
-    if not d.eof:
-        raise RecordError(f"truncated {compression} stream: it ends before its end marker "
-                          f"({len(data)} compressed bytes, {len(out)} decompressed)", path)
-    if d.unused_data:
-        raise RecordError(f"{len(d.unused_data)} bytes follow the end of the {compression} stream", path)
+INFLATE_CHUNK = 1 << 20  # compressed bytes read, and decompressed bytes made, per step of `inflate`
+
+
+def inflate(fd, compression: str, path=None, limit: int = MAX_DECOMPRESSED_BYTES, size: int | None = None) -> bytearray:
+    """The TFRecord bytes inside the GZIP or ZLIB shard open as `fd`, refusing more than `limit`.
+
+    Streamed: the compressed file is read, and inflated, `INFLATE_CHUNK` bytes at a time. A
+    first pass only counts what the stream inflates to, holding no more than a chunk, so a
+    bomb is refused past `limit` at bounded memory (about 10 MB over the process's, measured:
+    docs/benchmarks.md); the second inflates into one buffer of exactly that size. With the
+    `size` already known (a reader reopened in a worker process) the first pass is skipped,
+    and a stream that inflates to another size raises `RecordError`: the shard changed.
+    """
+    if size is None:
+        size = _inflate(fd, compression, path, limit, None)
+    out = bytearray(size)
+    if _inflate(fd, compression, path, size, out) != size:
+        raise RecordError(f"the {compression} shard changed while it was read: it no longer inflates to "
+                          f"{size} bytes", path)
     return out
+
+
+def _inflate(fd, compression, path, limit, out) -> int:
+    """One pass of `inflate`: how many bytes the stream at `fd` inflates to (and, with `out`,
+    those bytes written into it); past `limit` (or `out`'s size) a `RecordError`."""
+    d = zlib.decompressobj(wbits=31 if compression == "GZIP" else 15)
+    total = pos = 0
+    file_size = os.fstat(fd).st_size
+    while not d.eof:
+        data = _pread(fd, INFLATE_CHUNK, pos)
+        pos += len(data)
+        if not data:
+            raise RecordError(f"truncated {compression} stream: it ends before its end marker "
+                              f"({pos} compressed bytes, {total} decompressed)", path)
+        while data and not d.eof:
+            try:
+                piece = d.decompress(data, INFLATE_CHUNK)
+            except zlib.error as err:
+                raise RecordError(f"corrupt {compression} stream: {err}", path) from None
+            data = d.unconsumed_tail
+            if total + len(piece) > limit:
+                if out is not None:
+                    raise RecordError(f"the {compression} shard changed while it was read: it inflates to more "
+                                      f"than {limit} bytes now", path)
+                raise RecordError(f"the {compression} shard decompresses to more than {limit} bytes, the limit for "
+                                  "a compressed shard (read into memory); pass max_decompressed_bytes= to allow "
+                                  "more, or write the records uncompressed", path)
+            if out is not None:
+                out[total : total + len(piece)] = piece
+            total += len(piece)
+    trailing = len(d.unused_data) + len(data) + max(file_size - pos, 0)
+    if trailing:
+        raise RecordError(f"{trailing} bytes follow the end of the {compression} stream", path)
+    return total
 
 
 def check_offsets(offsets, size: int) -> str | None:
@@ -284,12 +327,17 @@ def read_regular(path, limit: int | None = None, what: str = "a file") -> bytes:
 
     Opened non-blocking and checked with fstat before any read, so a FIFO, a device or a
     folder in its place is refused (`RecordError` naming it) instead of hanging or raising
-    `IsADirectoryError`. A missing file raises `FileNotFoundError`.
+    `IsADirectoryError`. A missing file raises `FileNotFoundError`; one that cannot be opened
+    (a symlink loop, no permission) `UnreadableError`.
     """
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except IsADirectoryError:
         raise RecordError(f"expected {what} (a regular file), found a folder", path) from None
+    except FileNotFoundError:
+        raise
+    except OSError as err:  # a symlink loop, no permission, ...: unreadable, not a fault in the data
+        raise UnreadableError(f"{path}: cannot read {what}: {err.strerror or err}") from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
@@ -518,8 +566,7 @@ class ShardReader:
                 compression = detect_compression(_pread(self._fd, HEADER_BYTES, 0))
             self.compression = compression
             if compression:
-                raw = _pread(self._fd, st.st_size, 0)
-                self._data = decompress(raw, compression, self.path, max_decompressed_bytes)
+                self._data = inflate(self._fd, compression, self.path, max_decompressed_bytes)
                 self.size = len(self._data)
             offsets, why = load_index(self.path, self.size)
             if offsets is None:
@@ -550,15 +597,14 @@ class ShardReader:
         self._stale, self._data = None, None
         self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
         if self.compression:
-            raw = _pread(self._fd, os.fstat(self._fd).st_size, 0)
-            self._data = decompress(raw, self.compression, self.path, max(self.size, 0))
+            self._data = inflate(self._fd, self.compression, self.path, self.size, size=self.size)
         size = len(self._data) if self._data is not None else os.fstat(self._fd).st_size
         if size != self.size:
             raise RecordError(f"the shard changed size ({self.size} -> {size} bytes) while it was read", self.path)
 
     def _read_at(self, n, offset) -> bytes:
         if self._data is not None:
-            return self._data[offset : offset + n]
+            return bytes(memoryview(self._data)[offset : offset + n])
         return _pread(self._fd, n, offset)
 
     def _scan(self) -> np.ndarray:
@@ -697,17 +743,50 @@ def read_records(readers, shard: np.ndarray, local: np.ndarray, with_crc: bool =
     return (out, stored[inverse]) if with_crc else out
 
 
-SHARD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrec")
-_NUMBERED = re.compile(r"-\d+-of-\d+$")  # name-00000-of-00010, train.tfrecord-00000-of-00010
+SHARD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrec", ".tfrecord.gz", ".tfrecords.gz", ".tfrec.gz")
+# name-00000-of-00010, train.tfrecord-00000-of-00010, Apache Beam's name-00000-of-00010.gz
+_NUMBERED = re.compile(r"-\d+-of-\d+(\.gz)?$")
+_IN_SET = re.compile(r"^(?P<stem>.*)-(?P<k>\d+)-of-(?P<n>\d+)(?P<tail>(\.[A-Za-z0-9]+)*)$")
 
 
 def is_shard_name(name: str) -> bool:
     """The one shard-name rule (a folder's shards are the regular files it accepts):
-    ``*.tfrecord``, ``*.tfrecords``, ``*.tfrec`` and ``NAME-NNNNN-of-NNNNN``, not hidden, not an
+    ``*.tfrecord``, ``*.tfrecords``, ``*.tfrec``, each also with ``.gz`` (Apache Beam's GZIP
+    shards), and ``NAME-NNNNN-of-NNNNN`` (or ``NAME-NNNNN-of-NNNNN.gz``), not hidden, not an
     ``.index`` or ``.labels`` side file. A file named explicitly is read whatever its name."""
     if name.startswith(".") or name.endswith((INDEX_SUFFIX, LABELS_SUFFIX)):
         return False
     return name.endswith(SHARD_SUFFIXES) or bool(_NUMBERED.search(name))
+
+
+def check_shard_set(paths) -> None:
+    """Refuse a folder's shards whose ``-NNNNN-of-NNNNN`` names say another set than the folder
+    holds: a gap (`RecordError` naming the missing shard), a number past the count, or one name
+    in two sets of different counts (shards left by another write). Names are grouped by what
+    comes before the number and after the count; shards named otherwise are not checked."""
+    sets = {}
+    for p in paths:
+        m = _IN_SET.match(Path(p).name)
+        if m:
+            sets.setdefault((Path(p).parent, m["stem"], m["tail"]), []).append((m["k"], m["n"], Path(p)))
+    for (folder, stem, tail), members in sorted(sets.items(), key=lambda kv: str(kv[0])):
+        counts = sorted({n for _, n, _ in members}, key=int)
+        if len(counts) > 1:
+            raise RecordError(f"shards named {stem}-*-of-{counts[0]}{tail} and {stem}-*-of-{counts[1]}{tail} lie side "
+                              "by side: two sets (one left by another write?); keep one", folder)
+        n_text = counts[0]
+        held = {int(k): p for k, _, p in members}
+        past = [(k, p) for k, p in sorted(held.items()) if k >= int(n_text)]
+        if past:
+            raise RecordError(f"its name says shard {past[0][0]} of a set of {int(n_text)}, numbered 0..{int(n_text) - 1}: "
+                              "an extra shard (a copy?)", past[0][1])
+        width = len(members[0][0])
+        missing = [k for k in range(int(n_text)) if k not in held]
+        if missing:
+            name = f"{stem}-{missing[0]:0{width}d}-of-{n_text}{tail}"
+            raise RecordError(f"shard {name} is missing: the names say {int(n_text)} shards (-of-{n_text}), the "
+                              f"folder holds {len(held)}{f' (missing: {len(missing)})' if len(missing) > 1 else ''}",
+                              folder / name)
 
 
 def shard_paths(paths_or_dir) -> list[Path]:
@@ -718,7 +797,8 @@ def shard_paths(paths_or_dir) -> list[Path]:
             paths = sorted(f for f in p.iterdir() if is_shard_name(f.name) and f.is_file())
             if not paths:
                 raise ValueError(
-                    f"folder {p} holds no shards (files named *.tfrecord, *.tfrecords, *.tfrec or NAME-NNNNN-of-NNNNN)"
+                    f"folder {p} holds no shards (files named *.tfrecord, *.tfrecords, *.tfrec, each also .gz, "
+                    "or NAME-NNNNN-of-NNNNN)"
                 )
             return paths
         return [p]
