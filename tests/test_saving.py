@@ -197,3 +197,15 @@ def test_load_weights_gives_what_keras_loads_from_the_checkpoint(tmp_path):
                        trained.variables + trained.optimizer.variables):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_a_keras_file_with_garbage_weights_is_one_clear_error(saved, tmp_path):
+    with zipfile.ZipFile(saved) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    files["model.weights.h5"] = b"not an HDF5 file" * 64
+    broken = tmp_path / "garbage.keras"
+    with zipfile.ZipFile(broken, "w") as z:
+        for n, b in files.items():
+            z.writestr(n, b)
+    with pytest.raises(ValueError, match=r"Cannot load .*garbage\.keras: OSError: .*file signature not found"):
+        layerkit.load_model(broken)

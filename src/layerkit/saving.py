@@ -26,7 +26,7 @@ def load_model(path, compile: bool = True) -> keras.Model:
 
     Raises `FileNotFoundError` when `path` does not exist and `ValueError` (naming `path`)
     when it is not a ``.keras`` zip, names a class that is not registered or not allowed,
-    or cannot be deserialised.
+    or cannot be deserialised (its weights file unreadable included).
     """
     _registration.register()
     path = Path(path)
@@ -48,7 +48,7 @@ def load_model(path, compile: bool = True) -> keras.Model:
             "refusing to load it (only registered classes are loaded, with safe_mode=True)")
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)
-    except (TypeError, ValueError, KeyError) as err:
+    except (TypeError, ValueError, KeyError, OSError) as err:  # OSError: h5py on a bad model.weights.h5
         raise ValueError(f"Cannot load {path}: {_innermost(err)}") from err
 
 

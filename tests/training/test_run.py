@@ -92,6 +92,30 @@ def test_evaluate_and_predict_commands(run_dir, tmp_path, capsys):
     assert "not a layerkit run directory" in capsys.readouterr().err
 
 
+def test_evaluate_and_predict_a_checkpoint_with_garbage_weights_is_one_line_exit_2(run_dir, tmp_path, capsys):
+    import shutil
+    import zipfile
+
+    from layerkit.cli import main
+    from layerkit.data import embedded
+
+    out = shutil.copytree(run_dir[0], tmp_path / "run")
+    best = out / json.loads((out / "state.json").read_text())["best"]
+    with zipfile.ZipFile(best) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    files["model.weights.h5"] = b"garbage" * 100
+    best.unlink()
+    with zipfile.ZipFile(best, "w") as z:
+        for n, b in files.items():
+            z.writestr(n, b)
+    img = tmp_path / "x.jpg"
+    img.write_bytes(embedded.load("test").encoded(0))
+    for argv in (["evaluate", str(out)], ["predict", str(out), str(img)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "file signature not found" in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_refuses_to_overwrite_a_run_and_to_resume_nothing(run_dir, tmp_path):
     out, _ = run_dir
     with pytest.raises(RunError, match="already holds a run"):
