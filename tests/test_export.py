@@ -94,3 +94,20 @@ def test_a_layer_jax2onnx_cannot_convert_is_named():
         assert "layer 'odd (Unconvertible)'" in str(err)
     else:
         pytest.skip("this jax2onnx converts eigh; no unconvertible layer to show")
+
+
+def test_a_model_with_two_outputs_exports_both_by_name(tmp_path):
+    """alphazero's policy and value heads: output_names lists every output, each under its key."""
+    pytest.importorskip("jax2onnx")
+    import onnxruntime
+
+    from layerkit.models.alphazero import alphazero
+
+    model = alphazero(1, 8, input_shape=(5, 5, 3))
+    export.to_onnx(model, tmp_path / "az.onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "az.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["policy", "value"]
+    x = np.random.default_rng(0).uniform(0, 255, (2, 5, 5, 3)).astype("float32")
+    want = model(x, training=False)
+    for name, got in zip(["policy", "value"], session.run(None, {"pixels": x})):
+        np.testing.assert_allclose(got, np.asarray(want[name]), rtol=1e-4, atol=1e-4)

@@ -115,9 +115,10 @@ def to_onnx(model: keras.Model, out) -> Path:
     """Write `model` (float32 pixels in, a dynamic batch) as ONNX to `out`."""
     jax2onnx = _jax2onnx()
     shape = ("B", *model.input_shape[1:])
+    fn = _inference_fn(model)
     try:
-        proto = jax2onnx.to_onnx(_inference_fn(model), inputs=[shape], model_name=model.name,
-                                 input_names=["pixels"], output_names=["probabilities"])
+        proto = jax2onnx.to_onnx(fn, inputs=[shape], model_name=model.name,
+                                 input_names=["pixels"], output_names=onnx_output_names(model, fn))
     except Exception as err:  # jax2onnx raises several kinds for an unsupported primitive
         layer = _first_unconvertible(model, jax2onnx)
         where = f"layer '{layer}'" if layer else "the model"
@@ -128,6 +129,29 @@ def to_onnx(model: keras.Model, out) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, proto.SerializeToString())
     return out
+
+
+def onnx_output_names(model, fn=None) -> list[str]:
+    """One name per output, in the order the traced function returns them (JAX's pytree order:
+    a dict's keys sorted): "probabilities" for a classifier's one output, else each output's
+    key (a dict of outputs, e.g. alphazero's policy and value) or its layer's name."""
+    import jax
+
+    fn = fn or _inference_fn(model)
+    spec = jax.ShapeDtypeStruct((1, *model.input_shape[1:]), "float32")
+    paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(jax.eval_shape(fn, spec))[0]]
+    if len(paths) == 1:
+        return ["probabilities"]
+    names = []
+    for k, path in enumerate(paths):
+        last = path[-1] if path else None
+        if isinstance(last, jax.tree_util.DictKey):
+            names.append(str(last.key))
+        elif isinstance(last, jax.tree_util.SequenceKey) and len(model.output_names) == len(paths):
+            names.append(model.output_names[last.idx])
+        else:
+            names.append(f"output_{k}")
+    return names
 
 
 def _nhwc_pools_as_2d(graph) -> int:
