@@ -4,6 +4,9 @@
 
 Every format takes the model's own input, pixels 0..255 as float32 (batch, H, W, C), and gives
 its class probabilities; the augmentation layers (identity at inference) are dropped first.
+Decode JPEGs for it as training did: layerkit's pixels are TensorFlow's
+``decode_jpeg(dct_method="INTEGER_ACCURATE")``; TensorFlow's default DCT gives pixels up to 5-6
+levels off (measured: docs/pipeline.md, "JPEG pixels, and TensorFlow's"), a train/serve skew.
 
 - ``onnx``: the inference function traced by JAX and converted by jax2onnx
   (``pip install 'layerkit[export]'``); no TensorFlow. A layer jax2onnx cannot convert is named.
