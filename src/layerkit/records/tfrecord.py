@@ -542,11 +542,11 @@ class ShardReader:
 
     `compression`: None (detect from the first bytes), "" (none), "GZIP" or "ZLIB", as
     TensorFlow's ``compression_type``; a compressed shard is decompressed into memory once
-    (refused above `max_decompressed_bytes`) and `size` is then its decompressed size.
+    (refused above `max_decompressed_bytes`, default `MAX_DECOMPRESSED_BYTES`) and `size` is then
+    its decompressed size.
     """
 
-    def __init__(self, path, max_record_bytes=MAX_RECORD_BYTES, compression=None,
-                 max_decompressed_bytes=MAX_DECOMPRESSED_BYTES):
+    def __init__(self, path, max_record_bytes=MAX_RECORD_BYTES, compression=None, max_decompressed_bytes=None):
         self.path = Path(path)
         self.max_record_bytes = _check_max(max_record_bytes)
         compression = check_compression(compression)
@@ -566,7 +566,8 @@ class ShardReader:
                 compression = detect_compression(_pread(self._fd, HEADER_BYTES, 0))
             self.compression = compression
             if compression:
-                self._data = inflate(self._fd, compression, self.path, max_decompressed_bytes)
+                limit = MAX_DECOMPRESSED_BYTES if max_decompressed_bytes is None else max_decompressed_bytes
+                self._data = inflate(self._fd, compression, self.path, limit)
                 self.size = len(self._data)
             offsets, why = load_index(self.path, self.size)
             if offsets is None:
