@@ -167,3 +167,16 @@ def test_a_dataset_json_symlink_loop_is_one_line_exit_2(written, records_cli):
         code, out, err = records_cli(action, written)
         assert code == 2 and len(err.strip().splitlines()) == 1 and "symbolic links" in err, (action, err)
 
+
+
+@pytest.mark.parametrize("make", ["loop", "dangling", "fifo", "folder"])
+def test_a_shard_name_that_is_no_regular_file_is_named_not_skipped(tmp_path, make):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    shutil.copy(FIXTURES / "gzip" / "data.tfrecords", folder / "a.tfrecord")
+    odd = folder / "b.tfrecord"
+    {"loop": lambda: os.symlink(odd.name, odd), "dangling": lambda: os.symlink("nowhere", odd),
+     "fifo": lambda: os.mkfifo(odd), "folder": lambda: odd.mkdir()}[make]()
+    kind = {"loop": "a symbolic link loop", "dangling": "a dangling symbolic link", "fifo": "a FIFO",
+            "folder": "a folder"}[make]
+    refused_by_all(folder, f"b.tfrecord: named as a shard, but {kind}")

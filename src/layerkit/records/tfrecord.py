@@ -21,6 +21,7 @@ reader may serve many threads. Every fault raises `RecordError`, a `ValueError`
 naming the shard, the record and its byte offset.
 """
 
+import errno
 import io
 import os
 import re
@@ -760,6 +761,17 @@ def is_shard_name(name: str) -> bool:
     return name.endswith(SHARD_SUFFIXES) or bool(_NUMBERED.search(name))
 
 
+def _not_a_file(path: Path) -> str:
+    """What stands at `path` instead of a regular file (following symbolic links)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a dangling symbolic link"
+    except OSError as err:
+        return "a symbolic link loop" if err.errno == errno.ELOOP else f"unreadable ({err.strerror or err})"
+    return "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+
+
 def check_shard_set(paths) -> None:
     """Refuse a folder's shards whose ``-NNNNN-of-NNNNN`` names say another set than the folder
     holds: a gap (`RecordError` naming the missing shard), a number past the count, or one name
@@ -795,7 +807,11 @@ def shard_paths(paths_or_dir) -> list[Path]:
     if isinstance(paths_or_dir, (str, os.PathLike)):
         p = Path(paths_or_dir)
         if p.is_dir():
-            paths = sorted(f for f in p.iterdir() if is_shard_name(f.name) and f.is_file())
+            named = sorted(f for f in p.iterdir() if is_shard_name(f.name))
+            for f in named:  # never skipped unnoticed: its records would go missing
+                if not f.is_file():
+                    raise RecordError(f"named as a shard, but {_not_a_file(f)}: remove or rename it", f)
+            paths = named
             if not paths:
                 raise ValueError(
                     f"folder {p} holds no shards (files named *.tfrecord, *.tfrecords, *.tfrec, each also .gz, "
