@@ -30,8 +30,6 @@ def test_one_rule_for_hidden_appledouble_case_and_non_files(tmp_path):
     (root / "cats" / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # macOS resource fork
     (root / "cats" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     (root / "cats" / "notes.txt").write_text("not an image")
-    (root / "cats" / "folder.jpg").mkdir()  # a folder named like an image is no image
-    os.mkfifo(root / "cats" / "fifo.png")  # never opened
     (root / "dogs" / "d.webp").write_bytes(_png())
     os.symlink(root / "cats" / "a.png", root / "dogs" / "link.png")  # followed
     found = scan_class_folders(root)
@@ -41,9 +39,60 @@ def test_one_rule_for_hidden_appledouble_case_and_non_files(tmp_path):
     # the pipeline's source and the writer see the same images
     source = open_source(root)
     assert isinstance(source, FolderSource) and source.files == list(found.files)
-    os.unlink(root / "cats" / "fifo.png")
     info = write_records(root, tmp_path / "out")
     assert info["counts"] == {"cats": 3, "dogs": 2}
+
+
+def _hostile(root):
+    """A class folder with every kind of entry named like an image that is no image file."""
+    (root / "cats").mkdir(parents=True)
+    (root / "cats" / "a.png").write_bytes(_png())
+    (root / "cats" / "b.png").write_bytes(_png())
+    os.symlink("loop.jpg", root / "cats" / "loop.jpg")  # a link to itself
+    os.symlink("/dev/zero", root / "cats" / "zero.jpg")  # endless bytes
+    os.mkfifo(root / "cats" / "fifo.png")  # would block a plain open
+    (root / "cats" / "x.jpg").mkdir()  # a folder named like an image
+    os.symlink(root / "nowhere.png", root / "cats" / "dangling.png")
+    return {"loop.jpg": "Too many levels of symbolic links", "zero.jpg": "not a regular file",
+            "fifo.png": "found a FIFO", "x.jpg": "found a folder", "dangling.png": "No such file or directory"}
+
+
+def test_entries_named_like_images_that_are_no_image_files_are_bad_images_by_name(tmp_path):
+    from layerkit.data.check import BadImagesError, apply_policy
+
+    root = tmp_path / "src"
+    expected = _hostile(root)
+    source = open_source(root)  # nothing opened yet: a FIFO or /dev/zero cannot hang the scan
+    assert sorted(p.name for p in source.files) == sorted(["a.png", "b.png", *expected])
+    with pytest.raises(BadImagesError) as err:  # on_bad_image=error: every one named, with its reason
+        apply_policy(source, "error")
+    lines = str(err.value).splitlines()
+    for name, why in expected.items():
+        line = next(line for line in lines if line.strip().startswith(str(root / "cats" / name)))
+        assert why in line, (name, line)
+    kept, check = apply_policy(source, "skip")  # skip: left out, each listed
+    assert len(kept) == 2 and len(check.bad) == len(expected)
+    with pytest.raises(BadImagesError):  # records write gives the same verdict
+        write_records(root, tmp_path / "out")
+    assert write_records(root, tmp_path / "out", on_bad_image="skip")["records"] == 2
+
+
+def test_a_class_folder_that_is_a_broken_link_is_named_not_dropped(tmp_path):
+    from layerkit.data.scan import ClassFolderError
+
+    root = tmp_path / "src"
+    (root / "cats").mkdir(parents=True)
+    (root / "cats" / "a.png").write_bytes(_png())
+    os.symlink("loop", root / "loop")  # a class folder that is a link to itself
+    os.symlink(tmp_path / "gone", root / "gone")
+    with pytest.raises(ClassFolderError) as err:
+        FolderSource(root)
+    message = str(err.value)
+    assert f"{root / 'loop'}: a symbolic link that loops" in message
+    assert f"{root / 'gone'}: a symbolic link to {str(tmp_path / 'gone')!r}, which does not exist" in message
+    assert err.value.found.classes == ("cats",)  # what the rest of the folder holds
+    with pytest.raises(ValueError, match="symbolic link that loops"):
+        write_records(root, tmp_path / "out")
 
 
 def test_empty_class_folder_is_one_error_everywhere(tmp_path):
@@ -52,9 +101,9 @@ def test_empty_class_folder_is_one_error_everywhere(tmp_path):
     (root / "cats" / "a.png").write_bytes(_png())
     (root / "empty").mkdir()
     (root / "empty" / "._b.png").write_bytes(b"AppleDouble")  # hidden files do not make a class
-    with pytest.raises(ValueError, match="class folder 'empty' holds no images"):
+    with pytest.raises(ValueError, match=f"{root / 'empty'}: class folder holds no images"):
         FolderSource(root)
-    with pytest.raises(ValueError, match="class folder 'empty' holds no images"):
+    with pytest.raises(ValueError, match=f"{root / 'empty'}: class folder holds no images"):
         write_records(root, tmp_path / "out")
 
 

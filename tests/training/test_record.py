@@ -42,8 +42,9 @@ def test_a_failed_start_leaves_no_folder(tmp_path, args):
     assert not out.exists()
 
 
-def test_runs_are_named_after_the_recipe_and_the_data():
-    assert default_run_dir("sample", "sample", "sample", False).startswith("runs/sample-2")
+def test_runs_are_named_after_the_data_with_the_default_recipe_else_after_the_recipe():
+    assert default_run_dir(None, "sample", "sample", False).startswith("runs/sample-2")
+    assert default_run_dir(None, "/home/me/pets/", "sample", False).startswith("runs/pets-2")
     assert default_run_dir("sample", "/home/me/pets/", "sample", False).startswith("runs/sample-pets-2")
     assert default_run_dir("cnn-flowers", "my data", "flowers", True).startswith("runs/cnn-flowers-my_data-smoke-2")
 

@@ -8,10 +8,14 @@ from pathlib import Path
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "train", help="train a model from a recipe and leave a full record in --out",
-        description="Train from a recipe. With no arguments: a small CNN on the embedded CIFAR-10 "
-                    "sample. Extra key=value arguments override any config key (see `layerkit recipes --keys`).")
+        description="Train from a recipe. With no arguments: the default recipe, sample (the speed run's "
+                    "training and net, airbench94), on the embedded CIFAR-10 sample. With --data FOLDER (from 2 "
+                    "images a class): the same, its batch size, image size and model widths fitted to the data "
+                    "(the first lines say what was chosen; docs/pipeline.md gives the rule). Extra key=value "
+                    "arguments override any config key (`layerkit recipes --keys`: what a bare run uses).")
     p.add_argument("--recipe", default=None, help="a recipe name (see `layerkit recipes`); default: sample")
-    p.add_argument("--model", default=None, help="a zoo model name; overrides the recipe's model")
+    p.add_argument("--model", default=None, help="a zoo model name (`layerkit models`); overrides the recipe's "
+                                                   "model (the default recipe's: auto, fitted to the data)")
     p.add_argument("--data", default=None, help="sample, cifar10, flowers, or a path (.npz, shards, folders)")
     p.add_argument("--keys", default=None, metavar="KEYS", dest="data_keys",
                    help="TFRecord feature names: default, flowers, tfds or encoded=KEY,label=KEY "
@@ -21,8 +25,10 @@ def add_parser(subparsers):
                         "test_split (0.1) carved out of --data, never trained on")
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs to train; with --resume, extends the run to this many (the schedule is re-planned)")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--out", default=None, help="run directory (default: runs/RECIPE-TIMESTAMP)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images a step (config key batch_size; 0, the default recipe's: fitted to the data)")
+    p.add_argument("--out", default=None, help="run directory (default: runs/DATA-TIMESTAMP with the default "
+                                                 "recipe, else runs/RECIPE[-DATA]-TIMESTAMP)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--precision", choices=("bf16", "fp32"), default=None)
     p.add_argument("--seed", type=int, default=None)
@@ -86,7 +92,7 @@ def _run(args, signals) -> dict:
              "batch_size": args.batch_size, "precision": args.precision, "seed": args.seed}
     config = apply_overrides(config, {k: v for k, v in flags.items() if v is not None})
     config = apply_overrides(config, args.overrides)
-    out = Path(args.out or default_run_dir(name, config.data, recipe_data, args.smoke))
+    out = Path(args.out or default_run_dir(args.recipe, config.data, recipe_data, args.smoke))
     if args.runs is not None:
         from layerkit.training.runs import train_runs
 
@@ -96,10 +102,12 @@ def _run(args, signals) -> dict:
     return train(config, out, launch=launch, signals=signals)
 
 
-def default_run_dir(recipe: str, data: str, recipe_data: str, smoke: bool) -> str:
-    """runs/RECIPE[-DATA][-smoke]-TIME: named after the recipe, and the data when it is not the recipe's."""
-    label = ""
-    if data != recipe_data:
-        label = "-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(data.rstrip("/\\")).name or "data")
-    return f"runs/{recipe}{label}{'-smoke' if smoke else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
-
+def default_run_dir(recipe: str | None, data: str, recipe_data: str, smoke: bool) -> str:
+    """runs/NAME[-smoke]-TIME: named after the data with the default recipe (``runs/my-photos-…``),
+    else after the recipe, and the data when it is not the recipe's (``runs/cnn-flowers-my-photos-…``)."""
+    label = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(data.rstrip("/\\")).name or "data")
+    if recipe is None:
+        name = label
+    else:
+        name = recipe + (f"-{label}" if data != recipe_data else "")
+    return f"runs/{name}{'-smoke' if smoke else ''}-{time.strftime('%Y%m%d-%H%M%S')}"

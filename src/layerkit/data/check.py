@@ -31,6 +31,21 @@ class BadImagesError(ValueError):
         self.bad = bad
 
 
+class DataProblemsError(ValueError):
+    """Every problem of a run's data, found in one pass: ``problems`` and ``fixes`` (one fix per
+    problem, each a change that works), ``bad`` the (index, where, reason) of every bad image."""
+
+    def __init__(self, what, problems, fixes, bad=()):
+        self.problems, self.fixes, self.bad = list(problems), list(fixes), list(bad)
+        items = []
+        for k, (problem, fix) in enumerate(zip(self.problems, self.fixes), 1):
+            text = problem.replace("\n", "\n     ")
+            items.append(f"{k}. {text}\n   fix: {fix}")
+        n = len(items)
+        super().__init__(f"{what}: {n} problem{'s' if n != 1 else ''}, found in one pass over the data; "
+                         "nothing was trained:\n" + "\n".join(items))
+
+
 @dataclass
 class ImageCheck:
     """Sizes (height, width; -1 for a bad image) and the bad images of a source."""

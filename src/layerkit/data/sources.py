@@ -15,7 +15,7 @@ import numpy as np
 
 from layerkit.data import embedded
 from layerkit.data.npz import EncodedImages, load_npz
-from layerkit.data.scan import IMAGE_SUFFIXES, scan_class_folders  # noqa: F401 - IMAGE_SUFFIXES re-exported
+from layerkit.data.scan import IMAGE_SUFFIXES, ClassFolders, scan_class_folders  # noqa: F401 - IMAGE_SUFFIXES re-exported
 
 NAMED = ("sample", "cifar10", "flowers")  # `open_dataset` names; "sample" ships in the package
 
@@ -84,10 +84,11 @@ class NpzSource:
 
 class FolderSource:
     """A folder with one subfolder of images per class, scanned by `layerkit.data.scan`
-    (sorted subfolder names give the labels; hidden and AppleDouble files skipped)."""
+    (sorted subfolder names give the labels; hidden and AppleDouble files skipped). An empty or
+    unreadable class folder raises `ClassFolderError`; ``FolderSource(err.found)`` opens the rest."""
 
     def __init__(self, root):
-        found = scan_class_folders(root)
+        found = root if isinstance(root, ClassFolders) else scan_class_folders(root)  # a scan's result, or scanned now
         self.root = found.root
         self.name = str(found.root)
         self.files = list(found.files)

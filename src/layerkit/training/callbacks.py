@@ -1,5 +1,7 @@
 """Callbacks that make a run leave a record and stop cleanly (checkpoints: `checkpoints.py`)."""
 
+import contextlib
+import os
 import sys
 import time
 
@@ -111,3 +113,174 @@ class GracefulStop(keras.callbacks.Callback):
                           file=sys.stderr, flush=True)
                 return bool(np.asarray(flags).any())
         return requested
+
+
+# === Progress ===
+
+PROGRESS_ENV = "LAYERKIT_PROGRESS_SECONDS"  # seconds between progress lines when stdout is no terminal
+PROGRESS_SECONDS = 20.0
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class Heartbeat:
+    """Progress lines on stdout for output that is no terminal (a log file, a CI job, a notebook):
+    while a phase runs (an epoch, the final evaluation, TTA, the report), a line every
+    `interval` seconds with its step, images/s, time elapsed and the estimated time left.
+
+    A daemon thread prints them, so a line comes also while a step compiles or a plot is drawn;
+    the callbacks only count steps (no work on the device, no wait for it). `interval`: default
+    ``$LAYERKIT_PROGRESS_SECONDS`` or 20 s; on a terminal Keras's progress bar shows the same.
+    """
+
+    def __init__(self, interval: float | None = None, stream=None):
+        import threading
+
+        if interval is None:
+            interval = float(os.environ.get(PROGRESS_ENV, PROGRESS_SECONDS))
+        if not interval > 0:
+            raise ValueError(f"{PROGRESS_ENV} must be a number of seconds > 0. Received: {interval!r}")
+        self.interval = interval
+        self.stream = stream or sys.stdout
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._phase = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="layerkit-progress", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def for_stdout(cls) -> "Heartbeat | None":
+        """A heartbeat when stdout is no terminal (or $LAYERKIT_PROGRESS_SECONDS is set), else None."""
+        if sys.stdout.isatty() and PROGRESS_ENV not in os.environ:
+            return None
+        return cls()
+
+    def begin(self, name: str, total: int | None = None, images_per_step: int | None = None, unit="step"):
+        with self._lock:
+            self._phase = {"name": name, "total": total, "per_step": images_per_step, "unit": unit,
+                           "done": 0, "start": time.monotonic(), "printed": time.monotonic()}
+
+    def advance(self, done: int) -> None:
+        phase = self._phase
+        if phase is not None:
+            phase["done"] = done
+
+    def end(self) -> None:
+        with self._lock:
+            self._phase = None
+
+    def line(self) -> str | None:
+        phase = self._phase
+        if phase is None:
+            return None
+        elapsed = time.monotonic() - phase["start"]
+        done, total = phase["done"], phase["total"]
+        parts = [f"{phase['unit']} {done}/{total}" if total else f"{phase['unit']} {done}" if done else ""]
+        if done and phase["per_step"]:
+            parts.append(f"{done * phase['per_step'] / elapsed:.1f} images/s")
+        parts.append(f"{_clock(elapsed)} elapsed")
+        if done and total and done < total:
+            parts.append(f"ETA {_clock(elapsed / done * (total - done))}")
+        elif not done and phase["unit"] == "step":
+            parts.append("compiling or waiting for the first step")
+        return f"  {phase['name']}: " + ", ".join(p for p in parts if p)
+
+    def _run(self):
+        while not self._closed:
+            self._wake.wait(min(self.interval, 1.0) / 4)
+            with self._lock:
+                phase = self._phase
+                if phase is None or time.monotonic() - phase["printed"] < self.interval:
+                    continue
+                phase["printed"] = time.monotonic()
+                text = self.line()
+            try:
+                self.stream.write(text + "\n")
+                self.stream.flush()
+            except (OSError, ValueError):  # a closed or broken stdout: progress is not worth dying for
+                return
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        self._thread.join(timeout=5)
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """An epoch header (Keras prints none when training one epoch) and, with a `Heartbeat`, the
+    epoch's and its validation's progress lines. Counting only: safe for asynchronous dispatch."""
+
+    async_safe = True
+
+    def __init__(self, epochs: int, steps: int, images_per_step: int, heartbeat: Heartbeat | None = None):
+        super().__init__()
+        self.epochs, self.steps, self.images_per_step, self.heartbeat = epochs, steps, images_per_step, heartbeat
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch + 1
+        if self.epochs == 1:
+            print(f"Epoch {epoch + 1}/{self.epochs}", flush=True)
+        if self.heartbeat:
+            self.heartbeat.begin(f"epoch {epoch + 1}/{self.epochs}", self.steps, self.images_per_step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.heartbeat:
+            self.heartbeat.advance(batch + 1)
+
+    def on_test_begin(self, logs=None):
+        if self.heartbeat:
+            self.heartbeat.begin(f"epoch {self._epoch}/{self.epochs}: validation", None, None, unit="batch")
+
+    def on_test_batch_end(self, batch, logs=None):
+        if self.heartbeat:
+            self.heartbeat.advance(batch + 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.heartbeat:
+            self.heartbeat.end()
+
+
+class PredictProgress(keras.callbacks.Callback):
+    """Counts predict batches into a `Heartbeat` phase (the final evaluation, TTA)."""
+
+    async_safe = True
+
+    def __init__(self, heartbeat: Heartbeat):
+        super().__init__()
+        self.heartbeat = heartbeat
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self.heartbeat.advance(batch + 1)
+
+
+class Progress:
+    """How a run shows the phases outside `fit` (data check, model building, the final evaluation,
+    TTA, the report): a `Heartbeat`'s lines while each runs when stdout is no terminal, Keras's
+    progress bar for predictions on a terminal (`verbose` 1), a title line for the long ones."""
+
+    def __init__(self, verbose: int = 0, heartbeat: Heartbeat | None = None):
+        self.verbose, self.heartbeat = verbose, heartbeat
+
+    @contextlib.contextmanager
+    def phase(self, name: str, total: int | None = None, images_per_step: int | None = None, unit="batch",
+              title: bool = False):
+        if title and self.verbose:
+            print(f"{name}...", flush=True)
+        if self.heartbeat:
+            self.heartbeat.begin(name, total, images_per_step, unit)
+        try:
+            yield
+        finally:
+            if self.heartbeat:
+                self.heartbeat.end()
+
+    def predict(self, model, pipe, name: str):
+        """``model.predict(pipe)``, shown as the phase `name`."""
+        with self.phase(f"{name} ({len(pipe.labels)} images)", len(pipe), getattr(pipe, "batch_size", None),
+                        title=True):
+            callbacks = [PredictProgress(self.heartbeat)] if self.heartbeat else []
+            return model.predict(pipe, verbose=1 if self.verbose == 1 else 0, callbacks=callbacks)

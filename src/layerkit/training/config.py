@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 @dataclass
 class Config:
     # === Model ===
-    model: str = "cnn"  # a zoo name, see `layerkit models`
+    model: str = "cnn"  # a zoo name, see `layerkit models`; auto: fitted to the data (layerkit.training.fit)
     model_options: dict = field(default_factory=dict)  # passed to layerkit.models.create
     # === Data ===
     data: str = "sample"  # a named data set (sample, cifar10, flowers) or a path
     data_dir: str = ""  # where named data sets are looked up ("" = the usual places)
     data_keys: str = ""  # TFRecord feature names: default, flowers, tfds or encoded=KEY,label=KEY ("" = detected from the first record)
-    image_size: int = 0  # resize/crop images to this square size (0 = as stored)
+    image_size: int = 0  # resize/crop images to this square size (0 = fitted: as stored when they share one size of 16..256 px, layerkit.training.fit)
     on_bad_image: str = "error"  # an image that does not read or decode: error (name every one, stop) or skip (leave out, count in results.json)
     test_data: str = ""  # a separate test set (path); "" = the data's own test split, else carved out
     test_split: float = 0.1  # fraction carved out as the test set (stratified, seeded) when the data has no test split
@@ -31,7 +31,7 @@ class Config:
     data_on_device: str = "auto"  # keep the decoded train split on the accelerator: auto (a GPU/TPU and <= 1 GiB decoded), yes, no
     # === Optimisation ===
     epochs: int = 10
-    batch_size: int = 128
+    batch_size: int = 128  # 0 = fitted to the data (layerkit.training.fit)
     optimizer: str = "sgd"  # sgd, adam, adamw, rmsprop; muon, decoupled-sgd: airbench's (training/optimizers.py)
     optimizer_options: dict = field(default_factory=dict)  # muon / decoupled-sgd: head_lr, bias_lr, ... (OPTIMIZER_OPTIONS)
     lr: float = 0.05  # peak learning rate (muon: the Muon step; decoupled-sgd: per 1024 examples)
@@ -173,9 +173,10 @@ def validate(config: Config) -> Config:
             raise ValueError(
                 f"Config key '{key}' must be one of {', '.join(choices)}. Received: {getattr(config, key)!r}"
             )
-    for key in ("epochs", "batch_size"):
-        if getattr(config, key) < 1:
-            raise ValueError(f"Config key '{key}' must be >= 1. Received: {getattr(config, key)}")
+    if config.epochs < 1:
+        raise ValueError(f"Config key 'epochs' must be >= 1. Received: {config.epochs}")
+    if config.batch_size < 0:
+        raise ValueError(f"Config key 'batch_size' must be >= 1, or 0 (fitted to the data). Received: {config.batch_size}")
     if config.lr <= 0:
         raise ValueError(f"Config key 'lr' must be > 0. Received: {config.lr}")
     if not 0 <= config.label_smoothing < 1:

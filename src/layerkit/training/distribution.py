@@ -316,8 +316,9 @@ def setup(config, launch: Launch, verbose: bool = True) -> Topology:
         topology.peer_watch = PeerWatch(process_index, process_count, launch.init_timeout).start()
     if verbose:
         print(f"layerkit: found {topology.describe()}; "
-              + (f"data-parallel, global batch {config.batch_size} = {config.batch_size // len(devices)}"
-                 f" per device" if distribution else "one device"), file=sys.stderr, flush=True)
+              + (f"data-parallel, global batch {config.batch_size or 'fitted to the data'}"
+                 + (f" = {config.batch_size // len(devices)} per device" if config.batch_size else "")
+                 if distribution else "one device"), file=sys.stderr, flush=True)
     return topology
 
 

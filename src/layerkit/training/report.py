@@ -58,12 +58,13 @@ def _rate(value) -> str:
 # results.json key -> (label with units, formatter); the table lists them in this order.
 RESULT_LABELS = {
     "test_accuracy_final": ("test accuracy, end-of-training weights", percent),
-    "test_accuracy_final_tta": ("test accuracy, end-of-training weights, flip TTA", percent),
+    "test_accuracy_final_tta": ("test accuracy, end-of-training weights, {tta} TTA", percent),
     "test_accuracy_best": ("test accuracy, best-epoch weights", percent),
-    "test_accuracy_best_tta": ("test accuracy, best-epoch weights, flip TTA", percent),
+    "test_accuracy_best_tta": ("test accuracy, best-epoch weights, {tta} TTA", percent),
     "test_loss_final": ("test loss (plain cross-entropy), end-of-training weights", _loss),
     "best_epoch": ("best epoch (1-based)", str),
     "best_selected_on": ("best epoch picked on", str),
+    "tta": ("test-time augmentation", str),
     "test_images": ("test images", _count),
     "epochs": ("epochs", _count),
     "epochs_completed": ("epochs completed", _count),
@@ -74,13 +75,14 @@ RESULT_LABELS = {
 }
 
 
-def format_result(key: str, value) -> tuple[str, str]:
-    """(label, value) for one results.json entry; an unknown key keeps its name."""
+def format_result(key: str, value, tta: str = "flip") -> tuple[str, str]:
+    """(label, value) for one results.json entry (`tta`: the run's, named in the TTA rows); an
+    unknown key keeps its name."""
     if value is None:
-        return RESULT_LABELS.get(key, (key,))[0], "n/a"
+        return RESULT_LABELS.get(key, (key,))[0].format(tta=tta), "n/a"
     if key in RESULT_LABELS:
         label, fmt = RESULT_LABELS[key]
-        return label, fmt(value)
+        return label.format(tta=tta), fmt(value)
     label = key
     if isinstance(value, float):
         return label, f"{value:.4f}"
@@ -93,19 +95,25 @@ def results_table(results: dict) -> list[str]:
     """Markdown rows: known keys labelled, in RESULT_LABELS order, then the rest by name.
     ``splits`` is left to `data_section`."""
     keys = [k for k in RESULT_LABELS if k in results]
-    keys += [k for k in results if k not in RESULT_LABELS and k != "splits"]
+    keys += [k for k in results if k not in RESULT_LABELS and k not in ("splits", "data")]
     lines = ["| measure | value |", "| --- | --- |"]
     for key in keys:
-        label, value = format_result(key, results[key])
+        label, value = format_result(key, results[key], results.get("tta", "flip"))
         lines.append(f"| {label} | {value} |")
     return lines
 
 
-def data_section(splits: dict) -> list[str]:
-    """Markdown: one row per split, its image count and where its images came from."""
+def data_section(splits: dict, data: dict | None = None) -> list[str]:
+    """Markdown: where the data came from (`data`: results.json's), then one row per split, its
+    image count and where its images came from."""
     order = [s for s in ("train", "validation", "test") if s in splits] + [s for s in splits if s not in
                                                                            ("train", "validation", "test")]
-    lines = ["## Data", "", "| split | images | from |", "| --- | ---: | --- |"]
+    lines = ["## Data", ""]
+    if data:
+        limits = "".join(f", {k}={data[k]}" for k in ("train_limit", "test_limit") if data.get(k))
+        lines += [f"`{data.get('path')}`: {_count(data.get('images', 0))} images in {data.get('classes')} "
+                  f"classes{limits}.", ""]
+    lines += ["| split | images | from |", "| --- | ---: | --- |"]
     for name in order:
         split = splits[name]
         lines.append(f"| {name} | {_count(split.get('images', 0))} | {split.get('from', '')} |")
@@ -351,7 +359,7 @@ def write_report(out: Path, config, results: dict, figures: list[Path], notes: l
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     if results.get("splits"):
-        lines += data_section(results["splits"])
+        lines += data_section(results["splits"], results.get("data"))
     if per_class:
         lines += per_class_section(per_class)
     for fig in figures:

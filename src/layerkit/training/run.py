@@ -26,7 +26,8 @@ from layerkit import augment, models
 from layerkit._atomic import atomic_write
 from layerkit.saving import load_weights
 from layerkit.training import report as reporting
-from layerkit.training.callbacks import GracefulStop, HistoryCSV, RunLogger, TensorBoardLogger
+from layerkit.training.callbacks import (EpochProgress, GracefulStop, Heartbeat, HistoryCSV, Progress, RunLogger,
+                                         TensorBoardLogger)
 from layerkit.training.checkpoints import (Checkpoints, fault_point, read_state, repair,
                                            restore_seed_states)
 from layerkit.training.compilation import fast_compile
@@ -320,13 +321,15 @@ def _extend(config: Config, workdir: Path, state, epochs) -> Config:
 
 
 def make_callbacks(config: Config, workdir: Path, chief: bool, steps: int, schedule, checkpoints, stop,
-                   data_epochs) -> list:
+                   data_epochs, heartbeat=None, verbose=1) -> list:
     """The run's callbacks, `data_epochs` (the training Pipeline's, which tells it each epoch
     as it begins) first. None works per step on the host (Keras dispatches them
-    asynchronously: tested), so the device is never left waiting for the record."""
+    asynchronously: tested), so the device is never left waiting for the record. `heartbeat`
+    (a `callbacks.Heartbeat`): progress lines within each epoch when stdout is no terminal."""
     if chief:
         callbacks = [
             RunLogger(config.batch_size, steps, schedule),
+            *([EpochProgress(config.epochs, steps, config.batch_size, heartbeat)] if verbose else []),
             _async(keras.callbacks.TerminateOnNaN()),
             HistoryCSV(str(workdir / "history.csv"), validation=config.validation > 0, append=True),
             TensorBoardLogger(workdir / "tensorboard"),
@@ -348,21 +351,36 @@ def _async(callback):
 
 
 def _train(config: Config, workdir: Path, state, verbose, topology, signals) -> dict:
+    verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
+    verbose = verbose if topology.is_chief else 0
+    heartbeat = Heartbeat.for_stdout() if verbose else None  # progress lines when stdout is no terminal
+    try:
+        return _session(config, workdir, state, verbose, topology, signals, heartbeat)
+    finally:
+        if heartbeat:
+            heartbeat.close()
+
+
+def _session(config: Config, workdir: Path, state, verbose, topology, signals, heartbeat) -> dict:
     chief = topology.is_chief
     initial_epoch = state["epochs_completed"] if state else 0
     if chief:
         _record_launch(workdir, initial_epoch, topology)
     keras.utils.set_random_seed(config.seed)
-    verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
-    verbose = verbose if chief else 0
+    progress = Progress(verbose, heartbeat)
 
     with precision(config.precision), fast_compile(config.fast_compile):
-        data = load_data(config, topology.process_index, topology.process_count)
+        with progress.phase("reading and checking every image of the data"):
+            data = load_data(config, topology.process_index, topology.process_count, len(topology.devices))
+        config = data.config  # image_size=0, batch_size=0, model=auto fitted to the data
         if chief:
+            if not state:  # the record holds what was resolved; a resume reads it back
+                atomic_write(workdir / "config.json", config.to_json())
             atomic_write(workdir / "classes.json", json.dumps(list(data.classes)))
         steps = config.steps_per_epoch or len(data.train)
-        model = build_model(config, data, steps)
-        schedule = compile_model(model, config, steps)
+        with progress.phase("building the model (fitting its normalisation to the training images)"):
+            model = build_model(config, data, steps)
+            schedule = compile_model(model, config, steps)
         if state:
             # Same construction path as the uninterrupted run, then the saved state:
             # weights, optimizer slots and step, random-generator counters.
@@ -373,8 +391,10 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals) -> 
             fault_point("resumed", initial_epoch)
         if chief:
             kept = f"; the decoded train split kept on {data.train.device}" if data.train.device is not None else ""
+            for note in data.notes:
+                print(f"layerkit: {note}", file=sys.stderr)
             print(f"layerkit: {config.model} on {config.data} ({len(data.train.labels)} train images, "
-                  f"validation: {data.validation_name}); devices: {_versions()['devices']}{kept}", file=sys.stderr)
+                  f"batch {config.batch_size}, validation: {data.validation_name}){kept}", file=sys.stderr, flush=True)
 
         stop = GracefulStop(signals)
         checkpoints = (ChiefCheckpoints if topology.process_count > 1 else Checkpoints)(workdir)
@@ -383,7 +403,7 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals) -> 
         if chief:
             _truncate_history(workdir / "history.csv", initial_epoch)
         callbacks = make_callbacks(config, workdir, chief, steps, schedule, checkpoints, stop,
-                                   data.train.epoch_callback(config.steps_per_epoch or None))
+                                   data.train.epoch_callback(config.steps_per_epoch or None), heartbeat, verbose)
         data.train.set_epoch(initial_epoch)
         validation = EvenBatches(data.validation) if topology.distributed and data.validation else data.validation
         start = time.perf_counter()
@@ -410,17 +430,21 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals) -> 
             model.optimizer.finalize_variable_values(model.trainable_variables)
         if topology.distributed:
             dist.localize(model)  # the final evaluation runs on this process's first device
-        return finish(config, workdir, model, data, train_seconds, checkpoints)
+        return finish(config, workdir, model, data, train_seconds, checkpoints,
+                      progress, initial_epoch)
 
 
 # === Evaluation and the record ===
 
 
-def predict_probabilities(model, pipe, tta="none") -> np.ndarray:
-    """Class probabilities of `pipe`'s images; `tta`: none, flip or 6view (`layerkit.training.tta`)."""
+def predict_probabilities(model, pipe, tta="none", progress: Progress | None = None, name="predicting") -> np.ndarray:
+    """Class probabilities of `pipe`'s images; `tta`: none, flip or 6view (`layerkit.training.tta`).
+    `progress`: shows the pass as the phase `name` (`callbacks.Progress`)."""
     from layerkit.training.tta import tta_model
 
-    return np.asarray(tta_model(model, tta).predict(pipe, verbose=0), dtype="float64")
+    net = tta_model(model, tta)
+    probs = progress.predict(net, pipe, name) if progress else net.predict(pipe, verbose=0)
+    return np.asarray(probs, dtype="float64")
 
 
 def scores(probs, labels) -> dict:
@@ -429,40 +453,54 @@ def scores(probs, labels) -> dict:
     return {"accuracy": float(np.mean(probs.argmax(-1) == labels)), "loss": float(-np.mean(np.log(p)))}
 
 
-def finish(config, workdir: Path, model, data: RunData, train_seconds: float, checkpoints) -> dict:
+def finish(config, workdir: Path, model, data: RunData, train_seconds: float, checkpoints,
+           progress: Progress | None = None, initial_epoch: int = 0) -> dict:
     from layerkit.training.tta import tta_model
 
+    progress = progress or Progress()
     labels = data.test.labels
-    final = predict_probabilities(model, data.test)
+    final = predict_probabilities(model, data.test, progress=progress,
+                                  name="final evaluation: end-of-training weights on the test split")
     # The TTA model is made once and shares `model`'s variables: the best weights loaded below
     # run through its compiled predict step too (a second TTA model would compile anew).
     tta_net = tta_model(model, config.tta)
-    results = {"splits": data.splits, "test_images": int(len(labels)),
+    results = {"data": data.splits["data"], "splits": {k: v for k, v in data.splits.items() if k != "data"},
+               "test_images": int(len(labels)),
                "test_accuracy_final": scores(final, labels)["accuracy"],
                "test_loss_final": scores(final, labels)["loss"]}
     if config.tta != "none":
         results["tta"] = config.tta
-        results["test_accuracy_final_tta"] = scores(predict_probabilities(tta_net, data.test), labels)["accuracy"]
+        results["test_accuracy_final_tta"] = scores(predict_probabilities(
+            tta_net, data.test, progress=progress, name=f"final evaluation: end-of-training weights, {config.tta} TTA"),
+            labels)["accuracy"]
     if checkpoints.best_file is not None:
         # the best weights into the same model: its compiled predict step serves again
         # (loading the file as a second model would compile everything a second time)
         best = model
         load_weights(best, workdir / checkpoints.best_file)
-        results["test_accuracy_best"] = scores(predict_probabilities(best, data.test), labels)["accuracy"]
+        name = f"final evaluation: best weights (epoch {checkpoints.best_epoch})"
+        results["test_accuracy_best"] = scores(predict_probabilities(best, data.test, progress=progress, name=name),
+                                               labels)["accuracy"]
         results["best_epoch"] = checkpoints.best_epoch
         results["best_selected_on"] = data.validation_name
         if config.tta != "none":
-            results["test_accuracy_best_tta"] = scores(predict_probabilities(tta_net, data.test), labels)["accuracy"]
+            results["test_accuracy_best_tta"] = scores(predict_probabilities(
+                tta_net, data.test, progress=progress, name=f"{name}, {config.tta} TTA"), labels)["accuracy"]
     history = reporting.read_history(workdir / "history.csv")
+    seconds = history.get("epoch_seconds", [])
     results.update(
-        epochs=config.epochs, train_seconds_this_session=round(train_seconds, 1),
-        train_seconds_total=round(sum(history.get("epoch_seconds", [])), 1),
+        epochs=config.epochs,
+        # both sums of the epochs' own times (compilation in the first epoch of a session, as
+        # history.csv has it): this session's epochs, and every epoch of the run
+        train_seconds_this_session=round(sum(seconds[initial_epoch:]), 1),
+        train_seconds_total=round(sum(seconds), 1),
         parameters=int(model.count_params()),
         mean_images_per_sec=round(float(np.mean(history["images_per_sec"])), 1) if history.get("images_per_sec") else None,
     )
     atomic_write(workdir / "results.json", json.dumps(results, indent=1))
     if config.report:  # `model` may now hold the best weights: the record uses `final`'s predictions
-        write_record(config, workdir, model, data, final, history, results)
+        with progress.phase("writing the report: plots, report.md", title=bool(progress.verbose)):
+            write_record(config, workdir, model, data, final, history, results)
     print(f"test accuracy: {results['test_accuracy_final']:.4f} (end of training)"
           + (f", {results['test_accuracy_final_tta']:.4f} with {config.tta} TTA" if config.tta != "none" else "")
           + (f", {results['test_accuracy_best']:.4f} (best weights, epoch {results['best_epoch']})"
