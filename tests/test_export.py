@@ -53,6 +53,10 @@ def test_onnx_gives_the_checkpoints_outputs(run_dir, tmp_path):
     x = _pixels()
     np.testing.assert_allclose(export.onnx_outputs(tmp_path / "m.onnx", x), _checkpoint_outputs(run_dir, x),
                                rtol=1e-4, atol=1e-6)
+    import onnx
+
+    metadata = {p.key: p.value for p in onnx.load(tmp_path / "m.onnx").metadata_props}
+    assert json.loads(metadata["classes"]) == [f"c{i}" for i in range(10)]  # the class names travel in the file
 
 
 def test_keras_is_a_clean_inference_model(run_dir):

@@ -14,6 +14,7 @@ levels off (measured: docs/pipeline.md, "JPEG pixels, and TensorFlow's"), a trai
 - ``keras``: a `.keras` file without optimizer or augmentation, loadable with `layerkit.load_model`.
 """
 
+import json
 from pathlib import Path
 
 import keras
@@ -52,9 +53,14 @@ def export_run(run_dir, fmt: str, out=None, weights: str = "best") -> Path:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}. Received: {fmt!r}")
     source = checkpoint_path(run_dir, weights)
     out = Path(out) if out else source.with_name(source.stem + SUFFIX[fmt])
+    if fmt == "saved_model":
+        _tensorflow()  # refused before the checkpoint is loaded
+    elif fmt == "onnx":
+        _jax2onnx()
     model = inference_model(load_model(source, compile=False))
     if fmt == "onnx":
-        to_onnx(model, out)
+        classes = Path(run_dir) / "classes.json"
+        to_onnx(model, out, json.loads(classes.read_text()) if classes.exists() else None)
     elif fmt == "saved_model":
         to_saved_model(model, out)
     else:
@@ -114,8 +120,9 @@ def _jax2onnx():
     return jax2onnx
 
 
-def to_onnx(model: keras.Model, out) -> Path:
-    """Write `model` (float32 pixels in, a dynamic batch) as ONNX to `out`."""
+def to_onnx(model: keras.Model, out, classes=None) -> Path:
+    """Write `model` (float32 pixels in, a dynamic batch) as ONNX to `out`; `classes`: the class
+    names, kept in the file's metadata as ``classes`` (a JSON list, output column order)."""
     jax2onnx = _jax2onnx()
     shape = ("B", *model.input_shape[1:])
     fn = _inference_fn(model)
@@ -128,6 +135,9 @@ def to_onnx(model: keras.Model, out) -> Path:
         raise ExportError(f"jax2onnx cannot convert {where} of {model.name}: {type(err).__name__}: "
                           f"{str(err).splitlines()[0] if str(err) else ''} (use --format keras or saved_model)") from err
     _nhwc_pools_as_2d(proto.graph)
+    if classes is not None:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = "classes", json.dumps(list(classes))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, proto.SerializeToString())
@@ -231,12 +241,17 @@ def _first_unconvertible(model, jax2onnx, prefix=""):
     return None
 
 
-def to_saved_model(model: keras.Model, out) -> Path:
+def _tensorflow():
     try:
-        import tensorflow  # noqa: F401
+        import tensorflow
     except ImportError:
         raise ExportError("SavedModel export needs TensorFlow, which is not installed: pip install tensorflow "
                           "(or use --format onnx or keras)") from None
+    return tensorflow
+
+
+def to_saved_model(model: keras.Model, out) -> Path:
+    _tensorflow()
     model.export(str(out), format="tf_saved_model")
     return Path(out)
 

@@ -53,7 +53,7 @@ def test_a_second_signal_stops_at_once_and_keeps_the_checkpoint(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 130, err[-2000:]
-    assert "stopped at once" in err
+    assert "stopped at once" in err and f"continue with `layerkit train --resume --out {out}`" in err
     assert time.monotonic() - sent < 60  # not the rest of a 200-epoch run
     assert read_state(out)["epochs_completed"] >= 1  # the committed epoch stays readable
 

@@ -13,10 +13,10 @@ def add_parser(subparsers):
 
 def run(args):
     from layerkit.training.compilation import use_persistent_cache
-    from layerkit.training.inference import evaluate_run
+    from layerkit.training.inference import describe_weights, evaluate_run
 
     use_persistent_cache()
     result = evaluate_run(args.run_dir, weights=args.weights, tta=args.tta)
-    print(f"{args.weights} weights{f' + {args.tta} TTA' if args.tta != 'none' else ''}: test accuracy "
-          f"{result['accuracy']:.4f}, loss {result['loss']:.4f} on {result['images']} images")
+    print(f"{describe_weights(args.run_dir, args.weights)}{f' + {args.tta} TTA' if args.tta != 'none' else ''}: "
+          f"test accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} on {result['images']} images")
     return 0

@@ -6,15 +6,19 @@ def add_parser(subparsers):
     p.add_argument("run_dir")
     p.add_argument("images", nargs="+")
     p.add_argument("--weights", choices=("best", "last"), default="best")
-    p.add_argument("--top", type=int, default=3)
+    p.add_argument("--top", type=int, default=3, help="classes shown per image, most probable first (default 3)")
     p.set_defaults(func=run)
 
 
 def run(args):
     from layerkit.training.compilation import use_persistent_cache
-    from layerkit.training.inference import predict_files
+    import sys
+
+    from layerkit.training.inference import describe_weights, predict_files
 
     use_persistent_cache()
-    for path, ranked in predict_files(args.run_dir, args.images, weights=args.weights, top=args.top):
+    for k, (path, ranked) in enumerate(predict_files(args.run_dir, args.images, weights=args.weights, top=args.top)):
+        if k == 0:
+            print(f"layerkit predict: {describe_weights(args.run_dir, args.weights)} of {args.run_dir}", file=sys.stderr)
         print(path + ": " + ", ".join(f"{name} {p:.3f}" for name, p in ranked))
     return 0

@@ -12,7 +12,9 @@ def add_parser(subparsers):
                     "training and net, airbench94), on the embedded CIFAR-10 sample. With --data FOLDER (from 2 "
                     "images a class): the same, its batch size, image size and model widths fitted to the data "
                     "(the first lines say what was chosen; docs/pipeline.md gives the rule). Extra key=value "
-                    "arguments override any config key (`layerkit recipes --keys`: what a bare run uses).")
+                    "arguments override any config key (`layerkit recipes --keys`: what a bare run uses). When "
+                    "stdout is no terminal (a log file, a CI job), every phase prints a progress line every 20 s "
+                    "($LAYERKIT_PROGRESS_SECONDS).")
     p.add_argument("--recipe", default=None, help="a recipe name (see `layerkit recipes`); default: sample")
     p.add_argument("--model", default=None, help="a zoo model name (`layerkit models`); overrides the recipe's "
                                                    "model (the default recipe's: auto, fitted to the data)")
@@ -83,6 +85,7 @@ def _run(args, signals) -> dict:
         if given:
             print(f"layerkit train --resume: using the saved config of {args.out}; ignoring {given}",
                   file=sys.stderr)
+        signals.hint = f"continue with `layerkit train --resume --out {args.out}`"
         return train(None, Path(args.out), resume=True, launch=launch, signals=signals, epochs=args.epochs)
     name = args.recipe or "sample"
     config = get_recipe(name, smoke_run=args.smoke)
@@ -96,8 +99,10 @@ def _run(args, signals) -> dict:
     if args.runs is not None:
         from layerkit.training.runs import train_runs
 
+        signals.hint = f"continue the run it was in with `layerkit train --resume --out {out}/seed-S`"
         print(f"layerkit train: recipe {name}, {args.runs} runs in {out}", file=sys.stderr)
         return train_runs(config, out, args.runs, signals=signals, launch=launch)
+    signals.hint = f"continue with `layerkit train --resume --out {out}` (if an epoch was saved)"
     print(f"layerkit train: recipe {name}, run directory {out}", file=sys.stderr)
     return train(config, out, launch=launch, signals=signals)
 

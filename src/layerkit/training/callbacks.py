@@ -216,9 +216,11 @@ class EpochProgress(keras.callbacks.Callback):
 
     async_safe = True
 
-    def __init__(self, epochs: int, steps: int, images_per_step: int, heartbeat: Heartbeat | None = None):
+    def __init__(self, epochs: int, steps: int, images_per_step: int, heartbeat: Heartbeat | None = None,
+                 validation_steps: int | None = None):
         super().__init__()
         self.epochs, self.steps, self.images_per_step, self.heartbeat = epochs, steps, images_per_step, heartbeat
+        self.validation_steps = validation_steps
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch + 1
@@ -233,7 +235,8 @@ class EpochProgress(keras.callbacks.Callback):
 
     def on_test_begin(self, logs=None):
         if self.heartbeat:
-            self.heartbeat.begin(f"epoch {self._epoch}/{self.epochs}: validation", None, None, unit="batch")
+            self.heartbeat.begin(f"epoch {self._epoch}/{self.epochs}: validation", self.validation_steps, None,
+                                 unit="batch")
 
     def on_test_batch_end(self, batch, logs=None):
         if self.heartbeat:

@@ -23,8 +23,8 @@ class RunData:
     image_shape: tuple
     validation_name: str  # "validation (N images held out of train)" or "none"
     splits: dict  # where each split's images came from (and the data's path), for the run record
-    config: object  # the run's Config with the keys fitted to the data resolved (`layerkit.training.fit`)
-    notes: list  # what was found and chosen, one line each, for the run's first lines
+    config: object = None  # the run's Config with the keys fitted to the data resolved (`layerkit.training.fit`)
+    notes: list = dataclasses.field(default_factory=list)  # what was found and chosen, for the run's first lines
 
 
 class EvenBatches(keras.utils.PyDataset):
@@ -136,6 +136,10 @@ def load_data(config, process_index: int = 0, process_count: int = 1, devices: i
             fixes.append("fix or remove them, or leave them out with on_bad_image=skip")
         skipped.extend(check.bad)
         good = check.good()
+        if not len(good) and config.on_bad_image == "skip":
+            problems.append(f"none of the {len(source)} images of {what} can be used:\n"
+                            + check.report().replace("\n  ", "\n").strip())
+            fixes.append("replace them with images that read and decode")
         sizes.append(check.sizes[good])
         return Subset(source, good) if check.bad else source
 
@@ -165,7 +169,8 @@ def load_data(config, process_index: int = 0, process_count: int = 1, devices: i
         problems.append(f"the training and test data name different classes: "
                         f"{tuple(pool.classes)} vs {tuple(test_src.classes)}")
         fixes.append("give the test data the same class folders as the training data")
-    if pool is None or (test_src is None and not carve) or problems:
+    if pool is None or (test_src is None and not carve) or not len(pool) or (test_src is not None and not len(test_src)):
+        # nothing to split or test on: say what was found so far
         raise DataProblemsError(config.data, problems, fixes, skipped)
 
     resolved = {}

@@ -7,7 +7,7 @@ import numpy as np
 
 from layerkit.data.decode import decode_file, fit_to
 from layerkit.saving import load_model
-from layerkit.training.checkpoints import checkpoint_file
+from layerkit.training.checkpoints import checkpoint_file, read_state
 from layerkit.training.config import Config
 from layerkit.training.data import load_data
 from layerkit.training.run import RunError, predict_probabilities, scores
@@ -19,7 +19,11 @@ def _open(run_dir, weights):
         raise RunError(f"{run_dir} is not a layerkit run directory (no config.json)")
     path = checkpoint_file(run_dir, weights)  # the committed one, even if a kill left links stale
     if path is None:
-        raise RunError(f"{run_dir} has no {weights} checkpoint (state.json names none); has an epoch finished?")
+        if read_state(run_dir) is None:
+            raise RunError(f"{run_dir} has no checkpoint: no epoch of it has finished yet (the run is starting, "
+                           "or stopped before its first epoch ended); try again once an epoch has finished")
+        raise RunError(f"{run_dir} has no {weights} checkpoint: no epoch was picked as best (a run without "
+                       "validation picks none); pass --weights last")
     config = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
     return config, load_model(path)
 
@@ -45,3 +49,16 @@ def predict_files(run_dir, paths, weights="best", top=3):
     for path, row in zip(paths, probs):
         order = np.argsort(-row)[:top]
         yield path, [(classes[i], float(row[i])) for i in order]
+
+
+def describe_weights(run_dir, weights="best") -> str:
+    """Which epoch's weights `weights` are, and whether the run is still to finish: "best weights
+    (epoch 2; the run has trained 3 of its 6 epochs so far)"."""
+    run_dir = Path(run_dir)
+    state = read_state(run_dir) or {}
+    done = state.get("epochs_completed", 0)
+    epoch = state.get("best_epoch") if weights == "best" else done
+    epochs = json.loads((run_dir / "config.json").read_text()).get("epochs")
+    unfinished = not (run_dir / "results.json").exists() and isinstance(epochs, int) and done < epochs
+    return (f"{weights} weights (epoch {epoch}"
+            + (f"; the run has trained {done} of its {epochs} epochs so far" if unfinished else "") + ")")

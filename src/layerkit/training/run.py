@@ -97,13 +97,19 @@ def build_model(config: Config, data: RunData, steps_per_epoch: int | None = Non
     fitted on a seeded sample of the training images. `steps_per_epoch`: for augmentation
     that follows the epoch (alternating flips)."""
     options = dict(config.model_options)
+    name = config.model
+    if name == "auto":  # load_data resolves it; a model built from a recipe directly is fitted here
+        from layerkit.training import fit
+
+        name, fitted, _ = fit.model(len(data.train.labels))
+        options = {**fitted, **options}
     for key in ("num_classes", "input_shape"):
         if key in options:
             raise ValueError(f"model_options.{key} is set from the data; do not pass it")
     options.update(num_classes=len(data.classes), input_shape=data.image_shape)
     if config.l2:
         options["weight_decay"] = config.l2
-    net = models.create(config.model, **options)
+    net = models.create(name, **options)
     inputs = keras.Input(data.image_shape, name="pixels")
     x = inputs
     for layer in augment.augmentation(config.augment, seed=config.seed, steps_per_epoch=steps_per_epoch):
@@ -119,7 +125,7 @@ def build_model(config: Config, data: RunData, steps_per_epoch: int | None = Non
     if any(isinstance(layer, augment.PatchWhitening) for layer in net.layers):
         _fit_whitening(net, normalizer(sample()))
     x = normalizer(x)
-    return keras.Model(inputs, net(x), name=f"{config.model}-run")
+    return keras.Model(inputs, net(x), name=f"{name}-run")
 
 
 def make_optimizer(config: Config, schedule, steps_per_epoch: int = 1):
@@ -191,6 +197,17 @@ def _record_launch(workdir: Path, epochs_completed: int, topology) -> None:
                      **({"launch": topology.launch.describe()} if topology.launch else {}),
                      **({"roles": topology.processes} if topology.processes else {})})
     atomic_write(path, json.dumps({**_versions(), "launches": launches}, indent=1))
+
+
+def _record_data(workdir: Path, splits: dict) -> None:
+    """run.json: what this launch's data resolved to (absolute path, images per split, limits)."""
+    path = workdir / "run.json"
+    record = json.loads(path.read_text())
+    data = {**splits["data"], "images_per_split": {k: splits[k]["images"] for k in ("train", "validation", "test")}}
+    record["data"] = data
+    if record.get("launches"):
+        record["launches"][-1]["data"] = data["path"]
+    atomic_write(path, json.dumps(record, indent=1))
 
 
 def _truncate_history(path: Path, epochs: int) -> None:
@@ -321,7 +338,7 @@ def _extend(config: Config, workdir: Path, state, epochs) -> Config:
 
 
 def make_callbacks(config: Config, workdir: Path, chief: bool, steps: int, schedule, checkpoints, stop,
-                   data_epochs, heartbeat=None, verbose=1) -> list:
+                   data_epochs, heartbeat=None, verbose=1, validation_steps=None) -> list:
     """The run's callbacks, `data_epochs` (the training Pipeline's, which tells it each epoch
     as it begins) first. None works per step on the host (Keras dispatches them
     asynchronously: tested), so the device is never left waiting for the record. `heartbeat`
@@ -329,7 +346,8 @@ def make_callbacks(config: Config, workdir: Path, chief: bool, steps: int, sched
     if chief:
         callbacks = [
             RunLogger(config.batch_size, steps, schedule),
-            *([EpochProgress(config.epochs, steps, config.batch_size, heartbeat)] if verbose else []),
+            *([EpochProgress(config.epochs, steps, config.batch_size, heartbeat, validation_steps)]
+              if verbose else []),
             _async(keras.callbacks.TerminateOnNaN()),
             HistoryCSV(str(workdir / "history.csv"), validation=config.validation > 0, append=True),
             TensorBoardLogger(workdir / "tensorboard"),
@@ -377,6 +395,7 @@ def _session(config: Config, workdir: Path, state, verbose, topology, signals, h
             if not state:  # the record holds what was resolved; a resume reads it back
                 atomic_write(workdir / "config.json", config.to_json())
             atomic_write(workdir / "classes.json", json.dumps(list(data.classes)))
+            _record_data(workdir, data.splits)
         steps = config.steps_per_epoch or len(data.train)
         with progress.phase("building the model (fitting its normalisation to the training images)"):
             model = build_model(config, data, steps)
@@ -403,7 +422,8 @@ def _session(config: Config, workdir: Path, state, verbose, topology, signals, h
         if chief:
             _truncate_history(workdir / "history.csv", initial_epoch)
         callbacks = make_callbacks(config, workdir, chief, steps, schedule, checkpoints, stop,
-                                   data.train.epoch_callback(config.steps_per_epoch or None), heartbeat, verbose)
+                                   data.train.epoch_callback(config.steps_per_epoch or None), heartbeat, verbose,
+                                   len(data.validation) if data.validation is not None else None)
         data.train.set_epoch(initial_epoch)
         validation = EvenBatches(data.validation) if topology.distributed and data.validation else data.validation
         start = time.perf_counter()

@@ -25,9 +25,10 @@ class StopSignals:
     """Installs the handlers (main thread only; elsewhere it does nothing); `requested` turns
     True at the first signal."""
 
-    def __init__(self):
+    def __init__(self, hint: str = ""):
         self.requested = False
         self.count = 0
+        self.hint = hint  # said when a second signal stops at once: how to continue (the CLI sets it)
         self._previous = {}
         self._wakeup = None
         self._pipe = None
@@ -52,7 +53,8 @@ class StopSignals:
         if self._pipe is None:
             return
         for sig, previous in self._previous.items():
-            signal.signal(sig, _stop_at_once if stopping else previous)
+            signal.signal(sig, (lambda signum, frame, hint=self.hint: _stop_at_once(signum, frame, hint))
+                          if stopping else previous)
         signal.set_wakeup_fd(self._wakeup if self._wakeup is not None else -1)
         self._previous = {}
         os.close(self._pipe[1])  # the watcher's read returns b"" and it ends
@@ -78,7 +80,7 @@ class StopSignals:
             os.write(2, (f"\nlayerkit: {name}: stopping after this epoch (its checkpoint will be saved); "
                          "send it again to stop at once (the last saved epoch stays).\n").encode())
             return
-        _stop_at_once(signum)
+        _stop_at_once(signum, hint=self.hint)
 
     def __enter__(self):
         return self.install()
@@ -91,8 +93,10 @@ def _counted_by_the_watcher(signum, frame):
     """The Python-level handler: nothing to do (the watcher thread counts the signals)."""
 
 
-def _stop_at_once(signum, frame=None):
-    """Ends the process now: 130 after SIGINT, 128 + the signal's number otherwise."""
+def _stop_at_once(signum, frame=None, hint=""):
+    """Ends the process now: 130 after SIGINT, 128 + the signal's number otherwise. `hint`: how
+    to continue, said after the stop."""
     name = signal.Signals(signum).name
-    os.write(2, f"\nlayerkit: {name} again: stopped at once; the last saved epoch stays.\n".encode())
+    os.write(2, f"\nlayerkit: {name} again: stopped at once; the last saved epoch stays"
+                f"{f'; {hint}' if hint else ''}.\n".encode())
     os._exit(STOPPED if signum == signal.SIGINT else 128 + signum)
