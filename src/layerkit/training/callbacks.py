@@ -140,9 +140,14 @@ class Heartbeat:
         import threading
 
         if interval is None:
-            interval = float(os.environ.get(PROGRESS_ENV, PROGRESS_SECONDS))
-        if not interval > 0:
-            raise ValueError(f"{PROGRESS_ENV} must be a number of seconds > 0. Received: {interval!r}")
+            interval = os.environ.get(PROGRESS_ENV, PROGRESS_SECONDS)
+        given = interval
+        try:
+            interval = float(interval)
+        except ValueError:
+            interval = None
+        if interval is None or not interval > 0:
+            raise ValueError(f"{PROGRESS_ENV} must be a number of seconds > 0. Received: {given!r}")
         self.interval = interval
         self.stream = stream or sys.stdout
         self._lock = threading.Lock()
@@ -167,7 +172,13 @@ class Heartbeat:
     def advance(self, done: int) -> None:
         phase = self._phase
         if phase is not None:
-            phase["done"] = done
+            phase["done"] = max(done, phase["done"])
+
+    def then(self, what: str) -> None:
+        """Name what the phase does once its steps are all done (an epoch's validation)."""
+        phase = self._phase
+        if phase is not None:
+            phase["then"] = what
 
     def end(self) -> None:
         with self._lock:
@@ -185,6 +196,8 @@ class Heartbeat:
         parts.append(f"{_clock(elapsed)} elapsed")
         if done and total and done < total:
             parts.append(f"ETA {_clock(elapsed / done * (total - done))}")
+        elif done and done == total and phase.get("then"):
+            parts.append(phase["then"])
         elif not done and phase["unit"] == "step":
             parts.append("compiling or waiting for the first step")
         return f"  {phase['name']}: " + ", ".join(p for p in parts if p)
@@ -212,7 +225,10 @@ class Heartbeat:
 
 class EpochProgress(keras.callbacks.Callback):
     """An epoch header (Keras prints none when training one epoch) and, with a `Heartbeat`, the
-    epoch's and its validation's progress lines. Counting only: safe for asynchronous dispatch."""
+    epoch's progress lines. Counting only: safe for asynchronous dispatch. With that dispatch a
+    step's batch-end call comes when its results are ready, after the host has dispatched later
+    steps and maybe begun the validation: so the validation is said once every step is counted,
+    and the epoch stays one phase."""
 
     async_safe = True
 
@@ -235,12 +251,8 @@ class EpochProgress(keras.callbacks.Callback):
 
     def on_test_begin(self, logs=None):
         if self.heartbeat:
-            self.heartbeat.begin(f"epoch {self._epoch}/{self.epochs}: validation", self.validation_steps, None,
-                                 unit="batch")
-
-    def on_test_batch_end(self, batch, logs=None):
-        if self.heartbeat:
-            self.heartbeat.advance(batch + 1)
+            self.heartbeat.then(f"validating ({self.validation_steps} batch{'es' if self.validation_steps != 1 else ''})"
+                                if self.validation_steps else "validating")
 
     def on_epoch_end(self, epoch, logs=None):
         if self.heartbeat:

@@ -54,8 +54,12 @@ def batch_size(train_images: int, devices: int = 1) -> tuple[int, str]:
     if devices > 1:
         batch = max(devices, batch // devices * devices)
     steps = train_images // batch
-    return batch, (f"{steps} full batch{'es' if steps != 1 else ''} of the {train_images} training images an epoch "
-                   f"(the largest power of two up to {BATCH_MAX} making at least {MIN_STEPS})")
+    rule = (f"the largest power of two up to {BATCH_MAX} making at least {MIN_STEPS}" if steps >= MIN_STEPS
+            else f"too few images for {MIN_STEPS}: the smallest batch, 2" if batch >= 2
+            else "one image a batch: there is only one")
+    if devices > 1:
+        rule += f", a multiple of the {devices} devices"
+    return batch, f"{steps} full batch{'es' if steps != 1 else ''} of the {train_images} training images an epoch ({rule})"
 
 
 def model(train_images: int) -> tuple[str, dict, str]:
