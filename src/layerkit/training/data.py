@@ -178,13 +178,14 @@ def load_data(config, process_index: int = 0, process_count: int = 1, devices: i
         resolved["data"] = os.path.abspath(config.data)
     if config.test_data and os.path.exists(config.test_data):
         resolved["test_data"] = os.path.abspath(config.test_data)
-    side = config.image_size
+    side, size = config.image_size, (config.image_size,) * 2 if config.image_size else None
     if not side:
-        side, why = fit.image_size(np.concatenate(sizes))
+        found = np.concatenate(sizes)
+        side, why = fit.image_size(found)
         notes.append(f"image_size={side or 0} ({why}; set image_size=N to choose)")
-        side = side or 0
-        resolved["image_size"] = side
-    size = (side, side) if side else None
+        resolved["image_size"] = side or 0
+        as_stored = side is None or {tuple(s) for s in found.tolist()} == {(side, side)}
+        size = None if as_stored else (side, side)  # as stored: decoded as they are, nothing resized
 
     if carve:
         held, kept = stratified_split(pool.labels, config.test_split, [config.seed, 4])
