@@ -155,3 +155,11 @@ def test_durations_read_as_minutes_and_hours():
     assert reporting.duration(42.34) == "42.3 s"
     assert reporting.duration(1546.9) == "25 min 47 s"
     assert reporting.duration(7384) == "2 h 3 min 4 s"
+
+
+def test_the_results_table_names_the_runs_tta():
+    from layerkit.training.report import results_table
+
+    rows = "\n".join(results_table({"tta": "6view", "test_accuracy_final_tta": 0.714, "test_accuracy_best_tta": 0.7}))
+    assert "| test accuracy, end-of-training weights, 6view TTA | 71.40% |" in rows
+    assert "best-epoch weights, 6view TTA" in rows and "flip" not in rows
