@@ -25,7 +25,7 @@ def test_help_lists_every_command(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["train", "--recipe", "nope"], "Valid recipes:"),
     (["train", "--smoke", "lrr=0.1"], "Unknown config key 'lrr'. Valid keys:"),
-    (["train", "--smoke", "epochs=many"], "'epochs' expects int. Received: 'many'"),
+    (["train", "--smoke", "epochs=many"], "'epochs' must be an int >= 1. Received: 'many'"),
     (["train", "--resume"], "--resume needs --out DIR"),
     (["models", "resnet-33"], "Received: depth=33"),
     (["models", "vgg19"], "Unknown model 'vgg19'. Valid names:"),

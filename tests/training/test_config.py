@@ -13,12 +13,12 @@ def test_overrides_convert_types():
 
 @pytest.mark.parametrize("override, match", [
     ("lrr=0.1", "Unknown config key 'lrr'. Valid keys: .*lr"),
-    ("epochs=three", "'epochs' expects int. Received: 'three'"),
-    ("nesterov=maybe", "'nesterov' expects bool"),
+    ("epochs=three", "'epochs' must be an int >= 1. Received: 'three'"),
+    ("nesterov=maybe", "'nesterov' must be true or false"),
     ("optimizer=lamb", "'optimizer' must be one of sgd, adam, adamw, rmsprop"),
-    ("validation=1.5", "'validation' must be a fraction in \\[0, 1\\)"),
-    ("test_split=0", "'test_split' must be a fraction in \\(0, 1\\)"),
-    ("epochs=0", "'epochs' must be >= 1"),
+    ("validation=1.5", "'validation' must be a finite number in \\[0, 1\\)"),
+    ("test_split=0", "'test_split' must be a finite number in \\(0, 1\\)"),
+    ("epochs=0", "'epochs' must be an int >= 1. Received: 0"),
     ("novalue", "key=value"),
 ])
 def test_bad_overrides_say_what_is_valid(override, match):
@@ -72,3 +72,48 @@ def test_runs_saved_with_the_tta_flag_still_load():
     from layerkit.training.config import Config
 
     assert Config.from_dict({"tta": True}).tta == "flip" and Config.from_dict({"tta": False}).tta == "none"
+
+
+# --- one range table (`RANGES`) for Config(), apply_overrides and the CLI ---
+
+
+def test_every_config_key_has_a_range():  # a new key is a field and one line of RANGES
+    from layerkit.training.config import RANGES, keys
+
+    assert set(keys()) <= set(RANGES), sorted(set(keys()) - set(RANGES))
+
+
+@pytest.mark.parametrize("override, match", [
+    ("train_limit=-1", r"'train_limit' must be an int >= 0 \(0 = all\). Received: -1"),
+    ("test_limit=-5", r"'test_limit' must be an int >= 0 \(0 = all\). Received: -5"),
+    ("warmup_epochs=-1", r"'warmup_epochs' must be a finite number >= 0. Received: -1.0"),
+    ("lr=inf", r"'lr' must be a finite number > 0. Received: inf"),
+    ("lr=nan", r"'lr' must be a finite number > 0. Received: nan"),
+    ("lr=0", r"'lr' must be a finite number > 0. Received: 0.0"),
+    ("seed=-1", r"'seed' must be an int in \[0, 4294967296\). Received: -1"),
+    ("step_epochs=3,-1", r"'step_epochs' must be a list of numbers each >= 0. Received: \(3.0, -1.0\)"),
+    ("image_size=-32", r"'image_size' must be an int >= 0 \(0 = as stored\). Received: -32"),
+])
+def test_out_of_range_values_are_refused_naming_key_value_and_range(override, match):
+    with pytest.raises(ValueError, match=match):
+        apply_overrides(Config(), [override])
+
+
+def test_config_checks_its_fields_at_construction():
+    from layerkit.training.config import ConfigTypeError
+
+    with pytest.raises(TypeError, match=r"Config key 'lr' must be a finite number > 0. Received: 'abc' \(str\)") as err:
+        Config(lr="abc")
+    assert isinstance(err.value, ValueError) and isinstance(err.value, ConfigTypeError)
+    with pytest.raises(TypeError, match=r"'epochs' must be an int >= 1. Received: True \(bool\)"):
+        Config(epochs=True)
+    with pytest.raises(ValueError, match=r"'train_limit' must be an int >= 0 \(0 = all\). Received: -1"):
+        Config(train_limit=-1)
+    with pytest.raises(ValueError, match="'lr' must be a finite number > 0. Received: nan"):
+        Config(lr=float("nan"))
+    import dataclasses
+
+    with pytest.raises(ValueError, match="'warmup_epochs'"):
+        dataclasses.replace(Config(), warmup_epochs=-1.0)
+    c = Config(lr=1, step_epochs=[2, 5])  # an int for a float, a list for a tuple: as JSON gives them
+    assert c.lr == 1.0 and isinstance(c.lr, float) and c.step_epochs == (2, 5)

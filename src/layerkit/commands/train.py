@@ -53,6 +53,7 @@ def add_parser(subparsers):
 
 
 LAUNCH_FLAGS = ("devices", "coordinator", "num_processes", "process_id", "init_timeout")
+NUMBER_FLAGS = ("epochs", "batch_size", "seed", "runs", "devices", "num_processes", "process_id", "init_timeout")
 
 
 def run(args):
@@ -72,8 +73,12 @@ def run(args):
 def _run(args, signals) -> dict:
     from layerkit.training import apply_overrides, get_recipe, train
 
+    from layerkit.training.config import check
     from layerkit.training.distribution import Launch
 
+    for key in NUMBER_FLAGS:  # each in its range (config.RANGES), named as the flag
+        if getattr(args, key) is not None:
+            check(key, getattr(args, key), flag=True)
     launch = Launch(**{k: getattr(args, k) for k in LAUNCH_FLAGS if getattr(args, k) is not None})
     if args.resume and args.runs is not None:
         raise ValueError("--runs trains new runs; it cannot be combined with --resume (resume each seed-S folder)")

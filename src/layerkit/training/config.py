@@ -2,11 +2,15 @@
 
 Recipes (``layerkit.training.recipes``) return a `Config`; the CLI applies
 ``key=value`` overrides with `apply_overrides`, which converts each value to the
-field's type and rejects unknown keys with the list of valid ones.
+field's type and rejects unknown keys with the list of valid ones. `RANGES` is the one
+table of every key's (and every other `layerkit train` flag's) type and range: `Config()`
+checks it at construction, `apply_overrides` and `layerkit.train` again, the CLI its flags.
 """
 
 import dataclasses
 import json
+import math
+import os
 from dataclasses import dataclass, field
 
 
@@ -57,6 +61,11 @@ class Config:
     report: bool = True  # write plots and report.md at the end
     fast_compile: bool = False  # XLA optimisations mostly off: ~half the compile time, steps ~1.3-1.5x slower (smoke runs)
 
+    def __post_init__(self):
+        for f in dataclasses.fields(self):  # the types Python passed, as JSON and key=value give them
+            setattr(self, f.name, _typed(f.name, getattr(self, f.name)))
+        validate(self)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -68,10 +77,7 @@ class Config:
         unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"Unknown config keys {sorted(unknown)}. Valid keys: {', '.join(keys())}")
-        config = cls()
-        for name, value in values.items():
-            setattr(config, name, _coerce(name, value))
-        return config
+        return cls(**{name: _coerce(name, value) for name, value in values.items()})
 
 
 def keys() -> list[str]:
@@ -81,37 +87,170 @@ def keys() -> list[str]:
 _TYPES = {f.name: f.type for f in dataclasses.fields(Config)}
 
 
+# === Ranges ===
+
+
+class Range:
+    """The values a config key or a CLI flag takes: a type, and an interval or a set of choices.
+
+    `interval`: ">= 1", "> 0", "[0, 1)", "(0, 1)" ... (for a tuple: each element's); floats must
+    be finite. `note` says what a special value means ("0 = all")."""
+
+    def __init__(self, kind, interval: str = "", choices: tuple = (), note: str = ""):
+        self.kind, self.interval, self.choices, self.note = kind, interval, tuple(choices), note
+        self._bounds = _parse_interval(interval)
+
+    def _number_ok(self, x) -> bool:
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            return False
+        if self.kind is int and not isinstance(x, int):
+            return False
+        if isinstance(x, float) and not math.isfinite(x):
+            return False
+        low, low_open, high, high_open = self._bounds
+        return ((low is None or (x > low if low_open else x >= low))
+                and (high is None or (x < high if high_open else x <= high)))
+
+    def ok(self, value) -> bool:
+        kind = self.kind
+        if kind in (int, float):
+            return self._number_ok(value)
+        if kind is tuple:
+            return isinstance(value, tuple) and all(self._number_ok(v) for v in value)
+        if not isinstance(value, kind):
+            return False
+        return not self.choices or value in self.choices
+
+    def describe(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        words = {int: "an int", float: "a finite number", bool: "true or false", str: "a string",
+                 dict: "a JSON object (dict)", tuple: "a list of numbers"}[self.kind]
+        if self.interval:
+            words += (" each " if self.kind is tuple else " ") + (
+                f"in {self.interval}" if self.interval[0] in "[(" else self.interval)
+        return words + (f" ({self.note})" if self.note else "")
+
+
+def _parse_interval(text: str):
+    """(low, low_open, high, high_open) of ">= 1", "> 0", "[0, 1)", "(0, 1]" or ""."""
+    text = text.strip()
+    if not text:
+        return None, False, None, False
+    if text.startswith((">=", ">")):
+        return float(text.lstrip(">=").strip()), not text.startswith(">="), None, False
+    low, high = text[1:-1].split(",")
+    return float(low), text[0] == "(", float(high), text[-1] == ")"
+
+
+# ONE table: every config key and every CLI flag that is not one, with its type and range. The
+# CLI (`layerkit train`), `layerkit.train` and `Config()` all check values against it, so a new
+# key is one field above and one line here (tests/training/test_config.py holds them to it).
+RANGES = {
+    # --- config keys ---
+    "model": Range(str, note="a zoo name, see `layerkit models`, or auto: fitted to the data"),
+    "model_options": Range(dict),
+    "data": Range(str),
+    "data_dir": Range(str),
+    "data_keys": Range(str),
+    "image_size": Range(int, ">= 0", note="0 = fitted to the data"),
+    "on_bad_image": Range(str, choices=("error", "skip")),
+    "test_data": Range(str),
+    "test_split": Range(float, "(0, 1)"),
+    "validation": Range(float, "[0, 1)", note="0 = no validation"),
+    "train_limit": Range(int, ">= 0", note="0 = all"),
+    "test_limit": Range(int, ">= 0", note="0 = all"),
+    "augment": Range(str),
+    "normalize": Range(str, choices=("mean_std", "zca", "unit", "signed")),
+    "data_on_device": Range(str, choices=("auto", "yes", "no")),
+    "epochs": Range(int, ">= 1"),
+    "batch_size": Range(int, ">= 0", note="0 = fitted to the data"),
+    "optimizer": Range(str, choices=("sgd", "adam", "adamw", "rmsprop", "muon", "decoupled-sgd")),
+    "optimizer_options": Range(dict),
+    "lr": Range(float, "> 0"),
+    "momentum": Range(float, "[0, 1]"),
+    "nesterov": Range(bool),
+    "weight_decay": Range(float, ">= 0"),
+    "l2": Range(float, ">= 0"),
+    "schedule": Range(str, choices=("constant", "step", "cosine", "warmup_exp", "onecycle", "linear")),
+    "warmup_epochs": Range(float, ">= 0"),
+    "step_epochs": Range(tuple, ">= 0"),
+    "step_factor": Range(float, "> 0"),
+    "decay_rate": Range(float, "> 0"),
+    "min_lr": Range(float, ">= 0"),
+    "start_lr": Range(float, ">= 0"),
+    "lookahead": Range(bool),
+    "label_smoothing": Range(float, "[0, 1)"),
+    "ema": Range(float, "[0, 1)", note="0 = off"),
+    "precision": Range(str, choices=("fp32", "bf16")),
+    "seed": Range(int, "[0, 4294967296)"),
+    "tta": Range(str, choices=("none", "flip", "6view")),
+    "steps_per_epoch": Range(int, ">= 0", note="0 = a full pass"),
+    "report": Range(bool),
+    "fast_compile": Range(bool),
+    # --- CLI flags of `layerkit train` that are not config keys (a launch's, or --runs) ---
+    "devices": Range(int, ">= 1"),
+    "num_processes": Range(int, ">= 1"),
+    "process_id": Range(int, ">= 0"),
+    "init_timeout": Range(float, "> 0", note="seconds"),
+    "runs": Range(int, ">= 1"),
+}
+
+
+class ConfigTypeError(TypeError, ValueError):
+    """A config value of the wrong type (a ValueError too, so callers that catch bad values catch it)."""
+
+
+def check(key: str, value, flag: bool = False):
+    """`value` if it is in `key`'s range (`RANGES`), else a ValueError naming the key (the CLI's
+    --flag with `flag`), the value and the range."""
+    spec = RANGES[key]
+    if not spec.ok(value):
+        name = "--" + key.replace("_", "-") if flag else f"Config key '{key}'"
+        raise ValueError(f"{name} must be {spec.describe()}. Received: {value!r}")
+    return value
+
+
+def _typed(name, value):
+    """`value` of field `name` as passed from Python: an int for a float, a list for a tuple;
+    another type is a `ConfigTypeError` naming the key, the value and what it takes."""
+    kind = _TYPES[name]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is str and isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if kind is tuple and isinstance(value, list):
+        return tuple(value)
+    if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
+        raise ConfigTypeError(f"Config key '{name}' must be {RANGES[name].describe()}. "
+                              f"Received: {value!r} ({type(value).__name__})")
+    return value
+
+
 def _coerce(name, value):
+    """`value` for field `name` from text (key=value, a flag) or JSON (config.json)."""
     kind = _TYPES[name]
     if name == "tta" and isinstance(value, bool):  # runs saved when tta was a flag
         return "flip" if value else "none"
     if name == "tta" and isinstance(value, str) and value.lower() in ("true", "false"):
         return "flip" if value.lower() == "true" else "none"
+    if not isinstance(value, str) or kind is str:
+        return _typed(name, value)
     try:
-        if isinstance(value, str):
-            if kind is bool:
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                return value.lower() in ("true", "1", "yes")
-            if kind is dict:
-                parsed = json.loads(value)
-                if not isinstance(parsed, dict):
-                    raise ValueError(value)
-                return parsed
-            if kind is tuple:
-                return tuple(float(v) for v in value.strip("()[] ").split(",") if v.strip())
-            return kind(value)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if kind is tuple and isinstance(value, (list, tuple)):
-            return tuple(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ValueError(value)
-        return value
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1", "yes")
+        if kind is dict:
+            parsed = json.loads(value)
+            if not isinstance(parsed, dict):
+                raise ValueError(value)
+            return parsed
+        if kind is tuple:
+            return tuple(float(v) for v in value.strip("()[] ").split(",") if v.strip())
+        return kind(value)
     except (ValueError, TypeError, json.JSONDecodeError):
-        raise ValueError(
-            f"Config key '{name}' expects {kind.__name__}. Received: {value!r}"
-        ) from None
+        raise ValueError(f"Config key '{name}' must be {RANGES[name].describe()}. Received: {value!r}") from None
 
 
 def apply_overrides(config: Config, overrides) -> Config:
@@ -136,8 +275,6 @@ def apply_overrides(config: Config, overrides) -> Config:
     return config
 
 
-
-
 def _split(text: str):
     if "=" not in text:
         raise ValueError(f"Overrides look like key=value. Received: {text!r}")
@@ -145,15 +282,6 @@ def _split(text: str):
     return key.strip(), value.strip()
 
 
-CHOICES = {
-    "optimizer": ("sgd", "adam", "adamw", "rmsprop", "muon", "decoupled-sgd"),
-    "schedule": ("constant", "step", "cosine", "warmup_exp", "onecycle", "linear"),
-    "precision": ("fp32", "bf16"),
-    "normalize": ("mean_std", "zca", "unit", "signed"),
-    "data_on_device": ("auto", "yes", "no"),
-    "on_bad_image": ("error", "skip"),
-    "tta": ("none", "flip", "6view"),
-}
 # optimizer_options of muon / decoupled-sgd (`layerkit.training.optimizers.MuonNesterov`):
 # name -> (lowest value, below this), rates per 1024 examples, epochs of the whitening bias.
 OPTIMIZER_OPTIONS = {
@@ -168,24 +296,9 @@ OPTIMIZER_OPTIONS = {
 
 
 def validate(config: Config) -> Config:
-    for key, choices in CHOICES.items():
-        if getattr(config, key) not in choices:
-            raise ValueError(
-                f"Config key '{key}' must be one of {', '.join(choices)}. Received: {getattr(config, key)!r}"
-            )
-    if config.epochs < 1:
-        raise ValueError(f"Config key 'epochs' must be >= 1. Received: {config.epochs}")
-    if config.batch_size < 0:
-        raise ValueError(f"Config key 'batch_size' must be >= 1, or 0 (fitted to the data). Received: {config.batch_size}")
-    if config.lr <= 0:
-        raise ValueError(f"Config key 'lr' must be > 0. Received: {config.lr}")
-    if not 0 <= config.label_smoothing < 1:
-        raise ValueError(f"Config key 'label_smoothing' must be in [0, 1). Received: {config.label_smoothing}")
-    if not 0 <= config.ema < 1:
-        raise ValueError(f"Config key 'ema' must be in [0, 1). Received: {config.ema}")
-    if not 0 <= config.validation < 1:
-        raise ValueError("Config key 'validation' must be a fraction in [0, 1) of the training images "
-                         f"(0 = no validation). Received: {config.validation!r}")
+    """Every key in its range (`RANGES`), then the rules that join keys."""
+    for key in keys():
+        check(key, getattr(config, key))
     if config.data_keys:
         from layerkit.records.example import ImageKeys
 
@@ -204,11 +317,10 @@ def validate(config: Config) -> Config:
         low, below = OPTIMIZER_OPTIONS[key]
         if isinstance(value, bool):
             value = int(value)
-        if not isinstance(value, (int, float)) or not value >= low or (below is not None and not value < below):
+        if (not isinstance(value, (int, float)) or not math.isfinite(value) or not value >= low
+                or (below is not None and not value < below)):
             span = f"in [{low}, {below})" if below is not None else f">= {low}"
             raise ValueError(f"optimizer_options.{key} must be a number {span}. Received: {value!r}")
     if config.optimizer in ("muon", "decoupled-sgd") and not 0 <= config.momentum < 1:
         raise ValueError(f"Config key 'momentum' must be in [0, 1) for {config.optimizer}. Received: {config.momentum}")
-    if not 0 < config.test_split < 1:
-        raise ValueError(f"Config key 'test_split' must be a fraction in (0, 1). Received: {config.test_split!r}")
     return config
