@@ -27,6 +27,12 @@ def test_help_lists_every_command(capsys):
     (["train", "--smoke", "lrr=0.1"], "Unknown config key 'lrr'. Valid keys:"),
     (["train", "--smoke", "epochs=many"], "'epochs' must be an int >= 1. Received: 'many'"),
     (["train", "--resume"], "--resume needs --out DIR"),
+    (["train", "--smoke", "--devices", "0"], "--devices must be an int >= 1. Received: 0"),
+    (["train", "--smoke", "--num-processes", "0"], "--num-processes must be an int >= 1. Received: 0"),
+    (["train", "--smoke", "--runs", "0"], "--runs must be an int >= 1. Received: 0"),
+    (["train", "--smoke", "--batch-size", "-8"], "--batch-size must be an int >= 1. Received: -8"),
+    (["train", "--smoke", "train_limit=-1"], "'train_limit' must be an int >= 0 (0 = all). Received: -1"),
+    (["train", "--smoke", "lr=inf"], "'lr' must be a finite number > 0. Received: inf"),
     (["models", "resnet-33"], "Received: depth=33"),
     (["models", "vgg19"], "Unknown model 'vgg19'. Valid names:"),
     (["models", "wrn-40-2", "--input-shape", "32x32"], "--input-shape must look like 32x32x3"),
@@ -78,3 +84,25 @@ def test_models_lists_the_zoo_from_the_table():
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[1:-1]}
     assert sorted(rows) == models.names()
     assert rows["wrn-40-2"][1:4] == ["wrn-{depth}-{width}", "32x32x3", "2,248,954"]
+
+
+def test_a_fresh_start_into_a_folder_of_other_files_is_refused_and_touches_nothing(tmp_path, capsys):
+    out = tmp_path / "D"  # the probe's reproduction: the start also fails (no such data)
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "notes.txt").write_text("x")
+    (out / "best.keras").write_text("y")
+    before = sorted((p.relative_to(out), p.read_bytes() if p.is_file() else None) for p in out.rglob("*"))
+    done = subprocess.run([*LAYERKIT, "train", "--smoke", "--data", str(tmp_path / "nonexistent"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert f"{out} is not empty (best.keras, checkpoints)" in done.stderr
+    assert "choose another --out" in done.stderr and "Traceback" not in done.stderr
+    assert len([line for line in done.stderr.splitlines() if "error" in line]) == 1, done.stderr
+    assert sorted((p.relative_to(out), p.read_bytes() if p.is_file() else None) for p in out.rglob("*")) == before
+    assert not (out / ".lock").exists()
+
+    file_out = tmp_path / "a-file"  # --out naming a file: one clear line, the file untouched
+    file_out.write_text("mine")
+    assert main(["train", "--smoke", "--out", str(file_out)]) == 2
+    assert f"{file_out} is a file; a run needs a folder: choose another --out" in capsys.readouterr().err
+    assert file_out.read_text() == "mine"

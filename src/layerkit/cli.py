@@ -35,18 +35,24 @@ def main(argv=None) -> int:
     try:
         return int(args.func(args) or 0)
     except RuntimeError as err:
-        from layerkit.training.checkpoints import CheckpointError
+        from layerkit.training.checkpoints import RunWriteError
+        from layerkit.training.stop import DIVERGED, DivergedError
 
-        if not isinstance(err, CheckpointError):
+        if not isinstance(err, (RunWriteError, DivergedError)):
             raise
-        print(f"layerkit {args.command}: error: {err}", file=sys.stderr)
-        return 1
+        print(f"layerkit {args.command}: error: {_cli_words(err)}", file=sys.stderr)
+        return DIVERGED if isinstance(err, DivergedError) else 1
     except KeyboardInterrupt:
         print("layerkit: interrupted", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, ConnectionError) as err:
-        print(f"layerkit {args.command}: error: {err}", file=sys.stderr)
+        print(f"layerkit {args.command}: error: {_cli_words(err)}", file=sys.stderr)
         return 2
+
+
+def _cli_words(err) -> str:
+    """The error as the CLI words it (flags, not Python arguments: `rundir.Worded`)."""
+    return getattr(err, "cli", None) or str(err)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import keras
 import pytest
 
 from layerkit.training import apply_overrides, get_recipe, train
-from layerkit.training.checkpoints import CheckpointError, StateError, read_state, repair
+from layerkit.training.checkpoints import CheckpointError, RunWriteError, StateError, read_state, repair
 from layerkit.training.rundir import RunLock, RunLockedError
 
 OVERRIDES = ["train_limit=64", "test_limit=32", "batch_size=32", "report=false", "warmup_epochs=1"]
@@ -37,7 +37,8 @@ def test_full_disk_after_one_epoch_stops_and_says_epoch_1_is_saved(tmp_path, mon
         train(_config(3), tmp_path / "run", verbose=0)
     text = str(err.value)
     assert "epoch 2 was NOT saved" in text and "No space left" in text
-    assert "last saved checkpoint is epoch 1" in text and "--resume" in text
+    assert "last saved checkpoint is epoch 1" in text and "resume=True" in text  # from Python: Python's words
+    assert "--resume" not in text and f"layerkit train --resume --out {tmp_path / 'run'}" in err.value.cli
     assert read_state(tmp_path / "run")["epochs_completed"] == 1
     assert not [p for p in (tmp_path / "run").rglob("*") if ".tmp" in p.name]
 
@@ -114,3 +115,56 @@ def test_a_bad_manifest_is_refused_by_name(tmp_path, text, message):
     (tmp_path / "state.json").write_text(text)
     with pytest.raises(StateError, match=message):
         read_state(tmp_path)
+
+
+def test_the_loser_of_a_race_for_a_new_folder_removes_nothing(tmp_path, monkeypatch):
+    out = tmp_path / "run"  # does not exist when both starts look at it
+    real_acquire = RunLock.acquire
+    winner = []
+
+    def acquire(self):  # the other start gets to the lock first: it makes the folder and writes there
+        if not winner:
+            winner.append(real_acquire(RunLock(self.workdir)))
+            (self.workdir / "history.csv").write_text("epoch\n")
+        return real_acquire(self)
+
+    monkeypatch.setattr(RunLock, "acquire", acquire)
+    with pytest.raises(RunLockedError):
+        train(_config(1), out, verbose=0)
+    assert (out / "history.csv").read_text() == "epoch\n"  # the winner's run is whole
+    winner[0].release()
+
+
+def test_every_write_of_a_run_fails_like_a_checkpoint_write(tmp_path, monkeypatch, capsys):
+    from layerkit._atomic import atomic_write as real_write
+    from layerkit.cli import main
+    from layerkit.training import events, run
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    # the TensorBoard writer at start: exit 1, one line, nothing saved
+    monkeypatch.setattr(events.EventWriter, "__init__", full)
+    assert main(["train", "--smoke", "--out", str(tmp_path / "tb"), "epochs=1", *OVERRIDES]) == 1
+    err = capsys.readouterr().err
+    assert "the TensorBoard events could not be written (OSError: [Errno 28] No space left on device)" in err
+    assert "no epoch of this run has been saved" in err and "Traceback" not in err
+    monkeypatch.undo()
+
+    # results.json at the end: the last epoch is kept, and --resume writes the record
+    def no_results(path, *args, **kwargs):
+        if str(path).endswith("results.json"):
+            full()
+        return real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(run, "atomic_write", no_results)
+    out = tmp_path / "run"
+    with pytest.raises(RunWriteError) as failed:
+        train(_config(1), out, verbose=0)
+    assert "results.json could not be written" in str(failed.value)
+    assert "the last saved checkpoint is epoch 1" in str(failed.value) and "resume=True" in str(failed.value)
+    assert f"layerkit train --resume --out {out}" in failed.value.cli
+    assert read_state(out)["epochs_completed"] == 1 and not (out / "results.json").exists()
+    monkeypatch.undo()
+    assert train(None, out, resume=True, verbose=0)["status"] == "done"
+    assert json.loads((out / "results.json").read_text())["epochs"] == 1

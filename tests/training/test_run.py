@@ -118,21 +118,35 @@ def test_evaluate_and_predict_a_checkpoint_with_garbage_weights_is_one_line_exit
 
 def test_refuses_to_overwrite_a_run_and_to_resume_nothing(run_dir, tmp_path):
     out, _ = run_dir
-    with pytest.raises(RunError, match="already holds a run"):
+    with pytest.raises(RunError, match="already holds a run") as err:
         train(get_recipe("sample", smoke_run=True), out)
+    assert "resume=True" in str(err.value) and "--resume" not in str(err.value)  # Python speaks Python
+    assert "--resume" in err.value.cli and "--out" in err.value.cli  # the CLI its flags
     with pytest.raises(RunError, match="no run"):
         train(None, tmp_path / "empty", resume=True)
 
 
 def test_a_start_that_failed_before_any_epoch_can_be_retried(tmp_path):
+    from layerkit.training.rundir import MARKER
+
     config = apply_overrides(get_recipe("sample", smoke_run=True), ["data=/no/such/pack.npz"])
     with pytest.raises(FileNotFoundError):
         train(config, tmp_path / "run")
-    assert not (tmp_path / "run").exists()  # the folder it made is gone
-    (tmp_path / "run").mkdir()  # a folder the user made stays, and a retry can use it
+    assert not (tmp_path / "run").exists()  # the data is checked before the folder is made
+    (tmp_path / "run").mkdir()  # a folder the user made stays as it was
     with pytest.raises(FileNotFoundError):
         train(config, tmp_path / "run")
-    assert (tmp_path / "run" / "config.json").exists() and not (tmp_path / "run" / "state.json").exists()
+    assert list((tmp_path / "run").iterdir()) == []
+    # a start layerkit made that never completed an epoch (its marker, no state.json) is claimed
+    # afresh: its checkpoint files go, a file layerkit did not write stays
+    run = tmp_path / "run"
+    (run / MARKER).write_text("{}")
+    (run / "config.json").write_text("{}")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "epoch-0001.keras").write_bytes(b"partial")
+    (run / "checkpoints" / "notes.txt").write_text("mine")
     retry = apply_overrides(get_recipe("sample", smoke_run=True), ["steps_per_epoch=1", "test_limit=32",
                                                                   "report=false"])
     assert train(retry, tmp_path / "run", verbose=0)["epochs"] == 1
+    assert (run / "checkpoints" / "notes.txt").read_text() == "mine"
+    assert json.loads((run / "config.json").read_text())["steps_per_epoch"] == 1

@@ -1,14 +1,18 @@
 """Callbacks that make a run leave a record and stop cleanly (checkpoints: `checkpoints.py`)."""
 
 import contextlib
+import math
 import os
 import sys
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
 
+from layerkit.training.checkpoints import run_write
 from layerkit.training.events import EventWriter
+from layerkit.training.stop import diverged
 
 
 class RunLogger(keras.callbacks.Callback):
@@ -55,11 +59,17 @@ class HistoryCSV(keras.callbacks.CSVLogger):
     def __init__(self, filename, validation: bool = True, append=False):
         super().__init__(filename, append=append)
         self.validation = validation
+        self.workdir = Path(filename).parent
+
+    def on_train_begin(self, logs=None):
+        with run_write(self.workdir, "history.csv"):
+            super().on_train_begin(logs)
 
     def on_epoch_end(self, epoch, logs=None):
         if not self.validation and self.keys is None and logs:
             self.keys = sorted(logs.keys())
-        super().on_epoch_end(epoch + 1, logs)
+        with run_write(self.workdir, "history.csv"):
+            super().on_epoch_end(epoch + 1, logs)
 
 
 class TensorBoardLogger(keras.callbacks.Callback):
@@ -72,10 +82,46 @@ class TensorBoardLogger(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.writer is None:  # this session's first epoch (after a resume: the one after the last checkpoint)
-            self.writer = EventWriter(self.logdir, first_step=epoch + 1)
+            with run_write(Path(self.logdir).parent, "the TensorBoard events"):
+                self.writer = EventWriter(self.logdir, first_step=epoch + 1)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.writer.scalars(epoch + 1, logs or {})
+        with run_write(Path(self.logdir).parent, "the TensorBoard events"):
+            self.writer.scalars(epoch + 1, logs or {})
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops the run with `DivergedError` at the end of an epoch whose loss was not finite,
+    before anything records or saves it: put it first. The step comes from the compiled
+    `losses.NonFiniteStep` metric (``nonfinite_step``), which this callback takes out of the
+    logs so that no record or progress line shows it. No host work per step."""
+
+    KEY = "nonfinite_step"
+    async_safe = True  # its batch hooks only drop a key from the logs
+
+    def on_train_batch_end(self, batch, logs=None):
+        if logs is not None:
+            logs.pop(self.KEY, None)
+
+    def on_test_batch_end(self, batch, logs=None):
+        if logs is not None:
+            logs.pop(self.KEY, None)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        step = int(logs.pop(self.KEY, 0) or 0)
+        val_step = int(logs.pop("val_" + self.KEY, 0) or 0)
+        loss = logs.get("loss")
+        if step or (loss is not None and not math.isfinite(float(loss))):
+            where = f"step {step} of epoch {epoch + 1}" if step else f"epoch {epoch + 1} (step not known)"
+            raise diverged(f"the training loss became {_value(loss)} at {where}", epoch + 1, step or None)
+        if val_step:
+            raise diverged(f"the weights became non-finite in the last step of epoch {epoch + 1} (the validation "
+                           f"predictions are not finite)", epoch + 1, None)
+
+
+def _value(loss) -> str:
+    return "not finite" if loss is None else f"{float(loss)}"
 
 
 class GracefulStop(keras.callbacks.Callback):

@@ -11,11 +11,16 @@ committed files (hard links, so no extra copy) and files no manifest names are d
 `repair` redoes both at the next start, so a kill between them costs nothing.
 
 A failed write (a full disk, permissions) stops the run with `CheckpointError`, which says
-which epoch was saved last, if any.
+which epoch was saved last, if any; every other write of a run (history, events, results,
+report, plots) goes through `run_write` and fails the same way (`RunWriteError`), so the last
+saved epoch stays and ``--resume`` completes the run. Weights that are not finite are never
+saved: the epoch stops the run with `stop.DivergedError` instead.
 """
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -25,6 +30,8 @@ import keras
 import numpy as np
 
 from layerkit._atomic import atomic_save, atomic_write, fsync_dir, remove_stale_temps
+from layerkit.training.rundir import Worded
+from layerkit.training.stop import diverged
 
 STATE_NAME = "state.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -38,8 +45,52 @@ FAULT_ENV = "LAYERKIT_FAULT"
 STAGES = ("saving", "saved", "committed", "published")
 
 
-class CheckpointError(RuntimeError):
+CHECKPOINT_NAME = re.compile(r"epoch-\d{4,}\.keras")  # the files of CHECKPOINT_DIR that layerkit writes
+
+
+class RunWriteError(Worded, RuntimeError):
+    """A file of the run could not be written; the message says which epoch is saved and how to go on."""
+
+
+class CheckpointError(RunWriteError):
     """A checkpoint could not be written; the message says what was and was not saved."""
+
+
+def write_failure(workdir, headline: str, err: OSError, cls=RunWriteError) -> RunWriteError:
+    """The error of a failed write of the run in `workdir`: `headline` (what was not written),
+    the cause, and the last saved epoch with the command that continues from it."""
+    workdir = Path(workdir)
+    try:
+        state = read_state(workdir)
+    except StateError:
+        state = None
+
+    def compose(w):
+        saved = (f"the last saved checkpoint is epoch {state['epochs_completed']} ({workdir / STATE_NAME}); "
+                 f"continue it with {w.resume(workdir)} once the cause is fixed") if state \
+            else "no epoch of this run has been saved"
+        return f"{headline} ({type(err).__name__}: {err}); {saved}. Training stopped."
+
+    return cls.worded(compose)
+
+
+@contextlib.contextmanager
+def run_write(workdir, what: str):
+    """Writes of `what` (a file of the run in `workdir`) inside: an OSError becomes the
+    `RunWriteError` a failed checkpoint write gives."""
+    try:
+        yield
+    except OSError as err:
+        raise write_failure(workdir, f"{what} could not be written", err) from err
+
+
+def nonfinite_weights(model) -> list:
+    """Paths of `model`'s floating-point variables holding a NaN or an infinity."""
+    bad = []
+    for v in model.weights:
+        if "float" in str(v.dtype) and not np.isfinite(keras.ops.convert_to_numpy(v)).all():
+            bad.append(v.path)
+    return bad
 
 
 class StateError(ValueError):
@@ -100,12 +151,18 @@ def publish(workdir: Path, state: dict) -> None:
         elif (workdir / name).exists():
             (workdir / name).unlink()
     named = {Path(state[w]).name for w in PUBLISHED if state.get(w)}
+    _remove_checkpoints(workdir, keep=named)
+    fsync_dir(workdir)
+
+
+def _remove_checkpoints(workdir: Path, keep=()) -> None:
+    """Delete the checkpoint files (``epoch-NNNN.keras``) not in `keep`; a file of another name
+    in ``checkpoints/`` is not layerkit's and stays."""
     folder = workdir / CHECKPOINT_DIR
     if folder.is_dir():
         for entry in folder.iterdir():
-            if entry.name not in named and entry.is_file():
+            if entry.name not in keep and CHECKPOINT_NAME.fullmatch(entry.name) and entry.is_file():
                 entry.unlink()
-    fsync_dir(workdir)
 
 
 def repair(workdir) -> dict | None:
@@ -119,8 +176,7 @@ def repair(workdir) -> dict | None:
         for name in PUBLISHED.values():  # written by no committed epoch
             if (workdir / name).exists():
                 (workdir / name).unlink()
-        if (workdir / CHECKPOINT_DIR).is_dir():
-            shutil.rmtree(workdir / CHECKPOINT_DIR)
+        _remove_checkpoints(workdir)
     else:
         publish(workdir, state)
     return state
@@ -172,6 +228,10 @@ class Checkpoints(keras.callbacks.Callback):
         name = f"{CHECKPOINT_DIR}/epoch-{n:04d}.keras"
         final = self.workdir / name
         committed = False
+        bad = nonfinite_weights(self.model)
+        if bad:  # a last step that overflowed: its loss was finite, the weights it left are not
+            raise diverged(f"epoch {n} ended with non-finite weights ({len(bad)} variables, first "
+                           f"{bad[0]})", n, None)
         try:
             final.parent.mkdir(exist_ok=True)
             fault_point("saving", n)
@@ -197,18 +257,10 @@ class Checkpoints(keras.callbacks.Callback):
             publish(self.workdir, state)
             fault_point("published", n)
         except OSError as err:
-            raise CheckpointError(self._failure(n, err, committed)) from err
-
-    def _failure(self, n, err, committed) -> str:
-        what = f"{type(err).__name__}: {err}"
-        if committed:
-            return (f"epoch {n} was saved ({self.workdir / STATE_NAME}), but updating last.keras and "
-                    f"best.keras failed ({what}); `layerkit train --resume --out {self.workdir}` repairs them")
-        try:
-            state = read_state(self.workdir)
-        except StateError:
-            state = None
-        saved = (f"the last saved checkpoint is epoch {state['epochs_completed']} "
-                 f"({self.workdir / STATE_NAME}); continue it with `layerkit train --resume --out "
-                 f"{self.workdir}` once the cause is fixed") if state else "no epoch of this run has been saved"
-        return f"the checkpoint of epoch {n} was NOT saved ({what}); {saved}. Training stopped."
+            if committed:
+                raise CheckpointError.worded(
+                    lambda w: f"epoch {n} was saved ({self.workdir / STATE_NAME}), but updating last.keras and "
+                              f"best.keras failed ({type(err).__name__}: {err}); {w.resume(self.workdir)} "
+                              "repairs them") from err
+            raise write_failure(self.workdir, f"the checkpoint of epoch {n} was NOT saved", err,
+                                CheckpointError) from err

@@ -27,3 +27,25 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
         config = super().get_config()
         config.update(label_smoothing=self.label_smoothing, from_logits=self.from_logits)
         return config
+
+
+@keras.saving.register_keras_serializable(package="layerkit")
+class NonFiniteStep(keras.metrics.Metric):
+    """The first step (from 1) since the last reset whose predictions, and so whose loss, are
+    not finite; 0 while none is. It runs inside the compiled step, so watching the loss costs
+    no host sync per step (`keras.callbacks.TerminateOnNaN` reads every step's loss on the
+    host); the harness reads it at each epoch end (`callbacks.StopOnNonFinite`)."""
+
+    def __init__(self, name="nonfinite_step", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.steps = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="steps")
+        self.first = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="first")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        step, first = self.steps.value + 1.0, self.first.value
+        bad = ops.logical_not(ops.all(ops.isfinite(y_pred)))
+        self.steps.assign(step)
+        self.first.assign(ops.where(ops.logical_and(bad, first == 0), step, first))
+
+    def result(self):
+        return ops.convert_to_tensor(self.first)

@@ -27,23 +27,19 @@ from layerkit._atomic import atomic_write
 from layerkit.saving import load_weights
 from layerkit.training import report as reporting
 from layerkit.training.callbacks import (EpochProgress, GracefulStop, Heartbeat, HistoryCSV, Progress, RunLogger,
-                                         TensorBoardLogger)
+                                         StopOnNonFinite, TensorBoardLogger)
 from layerkit.training.checkpoints import (Checkpoints, fault_point, read_state, repair,
-                                           restore_seed_states)
+                                           restore_seed_states, run_write)
 from layerkit.training.compilation import fast_compile
-from layerkit.training.rundir import RunLock
-from layerkit.training.stop import StopSignals
+from layerkit.training.rundir import MARKER, RunError, RunLock, claim_refusal
+from layerkit.training.stop import DivergedError, StopSignals
 from layerkit.training import distribution as dist
 from layerkit.training.config import Config, validate
 from layerkit.training.data import EvenBatches, RunData, load_data
-from layerkit.training.losses import SparseCategoricalCrossentropy
+from layerkit.training.losses import NonFiniteStep, SparseCategoricalCrossentropy
 from layerkit.training.schedules import make_schedule
 
 NORMALIZE_SAMPLE = 10_000  # training images used to fit mean/std or ZCA
-
-
-class RunError(ValueError):
-    """A run directory that cannot be used as asked (exists, or has nothing to resume)."""
 
 
 # === Model ===
@@ -167,7 +163,7 @@ def compile_model(model, config: Config, steps_per_epoch: int):
     schedule = make_schedule(config, steps_per_epoch)
     model.compile(optimizer=make_optimizer(config, schedule, steps_per_epoch),
                   loss=SparseCategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                  metrics=["accuracy"], jit_compile=True)
+                  metrics=["accuracy", NonFiniteStep()], jit_compile=True)
     return schedule
 
 
@@ -244,13 +240,17 @@ def _prepare(config: Config, workdir: Path, resume: bool, chief: bool = True):
     if resume:  # train() has checked that config.json exists
         saved = Config.from_dict(json.loads((workdir / "config.json").read_text()))
         return saved, repair(workdir)
-    if (workdir / "state.json").exists():
-        raise RunError(f"{workdir} already holds a run: pass --resume to continue it, or choose another --out")
-    if (workdir / "config.json").exists():  # a start that failed before its first checkpoint
+    refusal = claim_refusal(workdir)  # again, under the lock: the folder may have changed
+    if refusal:
+        raise refusal
+    if (workdir / MARKER).exists():  # a start that failed before its first checkpoint
         print(f"layerkit: {workdir} holds a run that never completed an epoch; starting it afresh",
               file=sys.stderr)
-    repair(workdir)
-    atomic_write(workdir / "config.json", config.to_json())
+    with run_write(workdir, f"{MARKER} and config.json"):
+        atomic_write(workdir / MARKER, json.dumps({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                                   "pid": os.getpid(), "argv": sys.argv}))
+        repair(workdir)
+        atomic_write(workdir / "config.json", config.to_json())
     return config, None
 
 
@@ -267,27 +267,39 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None, la
     a signal stopped the run early. With `resume`, `epochs` extends the run to that many
     epochs (its schedule is re-planned over them, and it says so).
 
-    A fresh start that fails before its first checkpoint removes the directory it made.
+    A fresh start claims `workdir` only when it does not exist, is empty or holds a start that
+    never completed an epoch (`rundir.claim_refusal`; else `RunError`, nothing touched); the
+    config, devices and data are checked before the folder is made. One that fails before its
+    first checkpoint removes the folder it made, while it holds the lock. A loss or weights
+    that become non-finite raise `DivergedError`; results.json then says failed.
     """
     workdir = Path(workdir)
     if not resume:
         if config is None:
             raise ValueError("train() needs a Config unless resume=True")
         config = validate(config)
-    launch = (launch or dist.Launch()).resolved()
-    chief = launch.process_id == 0
-    previous = keras.distribution.distribution()
-    if not resume:  # bad device or process settings fail before the run directory is made
-        topology = dist.setup(config, launch)
-    if resume and chief and not (workdir / "config.json").exists():
-        raise RunError(f"--resume: {workdir} holds no run (no config.json); start one without --resume")
     if epochs is not None and not resume:
         raise ValueError("train(epochs=...) extends a run on resume; set Config.epochs for a new run")
+    launch = (launch or dist.Launch()).resolved()
+    chief = launch.process_id == 0
+    if resume and chief and not (workdir / "config.json").exists():
+        raise RunError.worded(lambda w: f"{workdir} holds no run to resume (no config.json); start one "
+                                        f"without {w.resume_flag}")
+    if chief and not resume and (refusal := claim_refusal(workdir)):
+        raise refusal
+    previous = keras.distribution.distribution()
     lock = RunLock(workdir) if chief else None
     created = chief and not resume and not workdir.exists()
     own_signals = signals is None
     signals = StopSignals().install() if own_signals else signals
+    data = None
+    verbose = _verbosity(verbose, chief)
+    progress = Progress(verbose, Heartbeat.for_stdout() if verbose else None)  # lines when stdout is no terminal
     try:
+        if not resume:  # bad device, process or data settings fail before the run directory is made
+            topology = dist.setup(config, launch)
+            data = _load_data(config, topology, progress)
+            config = data.config  # image_size=0, batch_size=0, model=auto fitted to the data
         if lock:
             lock.acquire()
         config, state = _prepare(config, workdir, resume, chief)
@@ -297,18 +309,20 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None, la
             config = dataclasses.replace(config, epochs=epochs)
         if resume:
             topology = dist.setup(config, launch)
-        results = _train(config, workdir, state, verbose, topology, signals)
+        results = _train(config, workdir, state, verbose, topology, signals, progress, data)
         if topology.peer_watch is not None:
             topology.peer_watch.done()
         return results
-    except Exception:
-        if created and read_state(workdir) is None:  # a failed start leaves no folder behind
-            if lock:
-                lock.release()
+    except Exception as err:
+        # Only the lock's holder removes anything, and only the folder it made, while it holds
+        # the lock; a diverged run keeps its record (results.json says failed).
+        if created and lock.held and not isinstance(err, DivergedError) and read_state(workdir) is None:
             shutil.rmtree(workdir, ignore_errors=True)
             print(f"layerkit: the start failed before any epoch was saved; removed {workdir}", file=sys.stderr)
         raise
     finally:
+        if progress.heartbeat:
+            progress.heartbeat.close()
         if own_signals:
             signals.restore()
         if lock:
@@ -321,20 +335,29 @@ def _extend(config: Config, workdir: Path, state, epochs) -> Config:
     finished run asked for nothing more is refused with the command that would extend it."""
     done = state["epochs_completed"] if state else 0
     if epochs is None:
-        if done >= config.epochs and (workdir / "results.json").exists():
-            raise RunError(f"{workdir} has finished all {config.epochs} epochs; to train it further: "
-                           f"`layerkit train --resume --out {workdir} --epochs N` with N > {config.epochs}")
+        if done >= config.epochs and _finished(workdir):
+            raise RunError.worded(lambda w: f"{workdir} has finished all {config.epochs} epochs; to train it "
+                                            f"further: {w.resume(workdir, 'N')} with N > {config.epochs}")
         return config
     if epochs <= done:
-        raise RunError(f"--epochs {epochs}: {workdir} has already trained {done} epochs; "
-                       f"pass more than {done} to extend it")
+        raise RunError.worded(lambda w: f"{'--epochs ' if w.cli else 'epochs='}{epochs}: {workdir} has already "
+                                        f"trained {done} epochs; pass more than {done} to extend it")
     if epochs != config.epochs:
         print(f"layerkit: extending {workdir} from {config.epochs} to {epochs} epochs; the "
               f"{config.schedule} learning-rate schedule is re-planned over {epochs} epochs from "
               f"the step it reached (epoch {done})", file=sys.stderr)
         config = dataclasses.replace(config, epochs=epochs)
-        atomic_write(workdir / "config.json", config.to_json())
+        with run_write(workdir, "config.json"):
+            atomic_write(workdir / "config.json", config.to_json())
     return config
+
+
+def _finished(workdir: Path) -> bool:
+    """Whether the run in `workdir` wrote its results (a diverged run's say failed)."""
+    try:
+        return json.loads((workdir / "results.json").read_text()).get("status", "done") == "done"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def make_callbacks(config: Config, workdir: Path, chief: bool, steps: int, schedule, checkpoints, stop,
@@ -345,57 +368,55 @@ def make_callbacks(config: Config, workdir: Path, chief: bool, steps: int, sched
     (a `callbacks.Heartbeat`): progress lines within each epoch when stdout is no terminal."""
     if chief:
         callbacks = [
+            StopOnNonFinite(),
             RunLogger(config.batch_size, steps, schedule),
             *([EpochProgress(config.epochs, steps, config.batch_size, heartbeat, validation_steps)]
               if verbose else []),
-            _async(keras.callbacks.TerminateOnNaN()),
             HistoryCSV(str(workdir / "history.csv"), validation=config.validation > 0, append=True),
             TensorBoardLogger(workdir / "tensorboard"),
             checkpoints,
             stop,
         ]
     else:  # the record is process 0's; every process stops on Ctrl-C at the same epoch end
-        callbacks = [_async(keras.callbacks.TerminateOnNaN()), stop]
+        callbacks = [StopOnNonFinite(), stop]
     if config.ema:
         callbacks.insert(1, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     return [data_epochs, *callbacks]
 
 
-def _async(callback):
-    """Mark a per-batch callback safe for Keras's asynchronous dispatch: it only reads the
-    logs (TerminateOnNaN), so the host need not wait for each step before the next."""
-    callback.async_safe = True
-    return callback
-
-
-def _train(config: Config, workdir: Path, state, verbose, topology, signals) -> dict:
+def _verbosity(verbose, chief: bool) -> int:
+    """Keras's verbose for this process: a progress bar on a terminal, a line an epoch else
+    (with `Heartbeat` lines within it); the other processes of a run say nothing."""
     verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
-    verbose = verbose if topology.is_chief else 0
-    heartbeat = Heartbeat.for_stdout() if verbose else None  # progress lines when stdout is no terminal
-    try:
-        return _session(config, workdir, state, verbose, topology, signals, heartbeat)
-    finally:
-        if heartbeat:
-            heartbeat.close()
+    return verbose if chief else 0
 
 
-def _session(config: Config, workdir: Path, state, verbose, topology, signals, heartbeat) -> dict:
-    chief = topology.is_chief
-    initial_epoch = state["epochs_completed"] if state else 0
-    if chief:
-        _record_launch(workdir, initial_epoch, topology)
-    keras.utils.set_random_seed(config.seed)
-    progress = Progress(verbose, heartbeat)
-
+def _load_data(config: Config, topology, progress: Progress) -> RunData:
+    """The run's data, read and checked in one pass, with image_size=0, batch_size=0 and
+    model=auto fitted to it (`data.config`)."""
     with precision(config.precision), fast_compile(config.fast_compile):
         with progress.phase("reading and checking every image of the data"):
-            data = load_data(config, topology.process_index, topology.process_count, len(topology.devices))
-        config = data.config  # image_size=0, batch_size=0, model=auto fitted to the data
+            return load_data(config, topology.process_index, topology.process_count, len(topology.devices))
+
+
+def _train(config: Config, workdir: Path, state, verbose, topology, signals, progress: Progress,
+           data: RunData | None = None) -> dict:
+    chief = topology.is_chief
+    initial_epoch = state["epochs_completed"] if state else 0
+    heartbeat = progress.heartbeat
+    if chief:
+        with run_write(workdir, "run.json"):
+            _record_launch(workdir, initial_epoch, topology)
+    keras.utils.set_random_seed(config.seed)
+
+    with precision(config.precision), fast_compile(config.fast_compile):
+        if data is None:  # a resume: its config.json holds the values fitted at the start
+            data = _load_data(config, topology, progress)
+        config = data.config
         if chief:
-            if not state:  # the record holds what was resolved; a resume reads it back
-                atomic_write(workdir / "config.json", config.to_json())
-            atomic_write(workdir / "classes.json", json.dumps(list(data.classes)))
-            _record_data(workdir, data.splits)
+            with run_write(workdir, "classes.json and run.json"):
+                atomic_write(workdir / "classes.json", json.dumps(list(data.classes)))
+                _record_data(workdir, data.splits)
         steps = config.steps_per_epoch or len(data.train)
         with progress.phase("building the model (fitting its normalisation to the training images)"):
             model = build_model(config, data, steps)
@@ -420,7 +441,8 @@ def _session(config: Config, workdir: Path, state, verbose, topology, signals, h
         if state:
             checkpoints.restore(state)
         if chief:
-            _truncate_history(workdir / "history.csv", initial_epoch)
+            with run_write(workdir, "history.csv"):
+                _truncate_history(workdir / "history.csv", initial_epoch)
         callbacks = make_callbacks(config, workdir, chief, steps, schedule, checkpoints, stop,
                                    data.train.epoch_callback(config.steps_per_epoch or None), heartbeat, verbose,
                                    len(data.validation) if data.validation is not None else None)
@@ -432,6 +454,10 @@ def _session(config: Config, workdir: Path, state, verbose, topology, signals, h
                 model.fit(data.train, validation_data=validation, epochs=config.epochs,
                           initial_epoch=initial_epoch, steps_per_epoch=config.steps_per_epoch or None,
                           shuffle=False, verbose=verbose, callbacks=callbacks)
+            except DivergedError as err:
+                if chief:
+                    _record_failure(workdir, err)
+                raise
             except Exception as err:
                 if topology.peer_watch is not None:
                     topology.peer_watch.after_failure(err)  # exits 4 when a peer is gone
@@ -452,6 +478,17 @@ def _session(config: Config, workdir: Path, state, verbose, topology, signals, h
             dist.localize(model)  # the final evaluation runs on this process's first device
         return finish(config, workdir, model, data, train_seconds, checkpoints,
                       progress, initial_epoch)
+
+
+def _record_failure(workdir: Path, err: DivergedError) -> None:
+    """results.json of a diverged run: failed, where, and what was saved."""
+    state = read_state(workdir)
+    results = {"status": "failed", "failure": "diverged", "message": str(err), "epoch": err.epoch,
+               "step": err.step, "epochs_completed": state["epochs_completed"] if state else 0}
+    try:
+        atomic_write(workdir / "results.json", json.dumps(results, indent=1))
+    except OSError as write_err:
+        print(f"layerkit: results.json could not be written ({write_err})", file=sys.stderr)
 
 
 # === Evaluation and the record ===
@@ -509,7 +546,7 @@ def finish(config, workdir: Path, model, data: RunData, train_seconds: float, ch
     history = reporting.read_history(workdir / "history.csv")
     seconds = history.get("epoch_seconds", [])
     results.update(
-        epochs=config.epochs,
+        status="done", epochs=config.epochs,
         # both sums of the epochs' own times (compilation in the first epoch of a session, as
         # history.csv has it): this session's epochs, and every epoch of the run
         train_seconds_this_session=round(sum(seconds[initial_epoch:]), 1),
@@ -517,10 +554,12 @@ def finish(config, workdir: Path, model, data: RunData, train_seconds: float, ch
         parameters=int(model.count_params()),
         mean_images_per_sec=round(float(np.mean(history["images_per_sec"])), 1) if history.get("images_per_sec") else None,
     )
-    atomic_write(workdir / "results.json", json.dumps(results, indent=1))
     if config.report:  # `model` may now hold the best weights: the record uses `final`'s predictions
-        with progress.phase("writing the report: plots, report.md", title=bool(progress.verbose)):
+        with run_write(workdir, "the report (report.md and the plots)"), \
+                progress.phase("writing the report: plots, report.md", title=bool(progress.verbose)):
             write_record(config, workdir, model, data, final, history, results)
+    with run_write(workdir, "results.json"):  # last: a run without it is resumed to write the record
+        atomic_write(workdir / "results.json", json.dumps(results, indent=1))
     print(f"test accuracy: {results['test_accuracy_final']:.4f} (end of training)"
           + (f", {results['test_accuracy_final_tta']:.4f} with {config.tta} TTA" if config.tta != "none" else "")
           + (f", {results['test_accuracy_best']:.4f} (best weights, epoch {results['best_epoch']})"

@@ -17,6 +17,7 @@ import numpy as np
 
 from layerkit._atomic import atomic_write
 from layerkit.training.config import Config
+from layerkit.training.checkpoints import run_write
 from layerkit.training.report import read_history
 
 
@@ -69,7 +70,8 @@ def train_runs(config: Config, workdir, runs: int, verbose=None, signals=None, l
         "test_images": None, "config": config.to_dict(),
     }
     summary["test_images"] = json.loads((Path(rows[0]["run_dir"]) / "results.json").read_text()).get("test_images")
-    atomic_write(workdir / "summary.json", json.dumps(summary, indent=1))
+    with run_write(workdir, "summary.json"):
+        atomic_write(workdir / "summary.json", json.dumps(summary, indent=1))
     compiled = (f"; compilation {summary['compile_seconds_mean']:.1f} s a run, not counted"
                 if compiles else "; compilation not told apart (one epoch)")
     print(f"{len(rows)} runs of {config.model} on {config.data}: test accuracy {100 * np.mean(acc):.2f}% "

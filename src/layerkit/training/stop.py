@@ -11,14 +11,37 @@ arrive meanwhile would count as one. So the second signal ends the process even 
 main thread is busy.
 
 Exit status: 130 for a run stopped early, at an epoch end or at once (143 at once after SIGTERM).
+
+A run also stops when it diverges (`DivergedError`, exit status 5): a loss that is not finite
+(seen inside the compiled step by `losses.NonFiniteStep`, read at the epoch end: no host sync
+per step) or weights that are not finite at an epoch end. That epoch is never saved.
 """
 
 import os
 import signal
 import threading
 
+from layerkit.training.rundir import Worded
+
 STOPPED = 130
+DIVERGED = 5
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class DivergedError(Worded, RuntimeError):
+    """The loss or the weights became non-finite; `epoch` and `step` (from 1; step within the
+    epoch, None when unknown) say where. Nothing of that epoch was saved."""
+
+    epoch: int = 0
+    step: int | None = None
+
+
+def diverged(what: str, epoch: int, step) -> DivergedError:
+    """The `DivergedError` of a run whose `what` (the loss became nan at ...) happened."""
+    err = DivergedError.worded(lambda w: f"training diverged: {what}; nothing of epoch {epoch} was saved, the "
+                                         "last saved epoch stays. Lower lr, add warmup_epochs or check the data.")
+    err.epoch, err.step = epoch, step
+    return err
 
 
 class StopSignals:
