@@ -116,8 +116,8 @@ class StopOnNonFinite(keras.callbacks.Callback):
             where = f"step {step} of epoch {epoch + 1}" if step else f"epoch {epoch + 1} (step not known)"
             raise diverged(f"the training loss became {_value(loss)} at {where}", epoch + 1, step or None)
         if val_step:
-            raise diverged(f"the weights became non-finite in the last step of epoch {epoch + 1} (the validation "
-                           f"predictions are not finite)", epoch + 1, None)
+            raise diverged(f"the validation loss is not finite after the last step of epoch {epoch + 1} (its "
+                           "weights overflow)", epoch + 1, None)
 
 
 def _value(loss) -> str:

@@ -161,9 +161,11 @@ def _muon_nesterov(config: Config, schedule, steps_per_epoch: int):
 
 def compile_model(model, config: Config, steps_per_epoch: int):
     schedule = make_schedule(config, steps_per_epoch)
+    nonfinite = NonFiniteStep()  # the divergence check, inside the compiled step
     model.compile(optimizer=make_optimizer(config, schedule, steps_per_epoch),
                   loss=SparseCategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                  metrics=["accuracy", NonFiniteStep()], jit_compile=True)
+                  metrics=["accuracy", nonfinite], jit_compile=True)
+    nonfinite.watch(model)
     return schedule
 
 

@@ -38,8 +38,9 @@ class DivergedError(Worded, RuntimeError):
 
 def diverged(what: str, epoch: int, step) -> DivergedError:
     """The `DivergedError` of a run whose `what` (the loss became nan at ...) happened."""
-    err = DivergedError.worded(lambda w: f"training diverged: {what}; nothing of epoch {epoch} was saved, the "
-                                         "last saved epoch stays. Lower lr, add warmup_epochs or check the data.")
+    err = DivergedError.worded(lambda w: f"training diverged: {what}; nothing of epoch {epoch} was saved (an "
+                                         "earlier epoch's checkpoint stays) and results.json says failed. Lower lr, "
+                                         "add warmup_epochs or check the data.")
     err.epoch, err.step = epoch, step
     return err
 
