@@ -168,3 +168,26 @@ def test_every_write_of_a_run_fails_like_a_checkpoint_write(tmp_path, monkeypatc
     monkeypatch.undo()
     assert train(None, out, resume=True, verbose=0)["status"] == "done"
     assert json.loads((out / "results.json").read_text())["epochs"] == 1
+
+
+def test_a_lock_whose_folder_its_holder_removed_is_taken_on_the_new_folder(tmp_path, monkeypatch):
+    import shutil
+
+    from layerkit.training import rundir
+
+    out = tmp_path / "run"
+    real_open, calls = os.open, []
+
+    def open_then_removed(path, *args, **kwargs):  # the old holder removes the folder just after we open
+        fd = real_open(path, *args, **kwargs)
+        if not calls:
+            calls.append(path)
+            shutil.rmtree(out)
+        return fd
+
+    monkeypatch.setattr(rundir.os, "open", open_then_removed)
+    lock = RunLock(out).acquire()
+    assert len(calls) == 1 and (out / ".lock").is_file()  # locked the file that is at the path now
+    with pytest.raises(RunLockedError):
+        RunLock(out).acquire()
+    lock.release()
