@@ -47,7 +47,6 @@ class Wording:
         return "--resume" if self.cli else "resume=True"
 
 
-
 PYTHON, CLI = Wording(cli=False), Wording(cli=True)
 
 
@@ -81,7 +80,10 @@ def claim_refusal(workdir) -> "RunError | None":
     if not workdir.is_dir():
         kind = "a file" if workdir.is_file() else "not a folder"
         return RunError.worded(lambda w: f"{workdir} is {kind}; a run needs a folder: choose {w.out}")
-    entries = sorted(os.listdir(workdir))
+    try:
+        entries = sorted(os.listdir(workdir))
+    except OSError as err:
+        return RunError.worded(lambda w: f"{workdir} cannot be read ({err}); choose {w.out}")
     names = [e for e in entries if e != LOCK_NAME]
     if not names:
         return None
