@@ -30,7 +30,7 @@ def test_help_lists_every_command(capsys):
     (["train", "--smoke", "--devices", "0"], "--devices must be an int >= 1. Received: 0"),
     (["train", "--smoke", "--num-processes", "0"], "--num-processes must be an int >= 1. Received: 0"),
     (["train", "--smoke", "--runs", "0"], "--runs must be an int >= 1. Received: 0"),
-    (["train", "--smoke", "--batch-size", "-8"], "--batch-size must be an int >= 1. Received: -8"),
+    (["train", "--smoke", "--batch-size", "-8"], "--batch-size must be an int >= 0 (0 = fitted to the data). Received: -8"),
     (["train", "--smoke", "train_limit=-1"], "'train_limit' must be an int >= 0 (0 = all). Received: -1"),
     (["train", "--smoke", "lr=inf"], "'lr' must be a finite number > 0. Received: inf"),
     (["models", "resnet-33"], "Received: depth=33"),

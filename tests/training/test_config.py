@@ -92,7 +92,7 @@ def test_every_config_key_has_a_range():  # a new key is a field and one line of
     ("lr=0", r"'lr' must be a finite number > 0. Received: 0.0"),
     ("seed=-1", r"'seed' must be an int in \[0, 4294967296\). Received: -1"),
     ("step_epochs=3,-1", r"'step_epochs' must be a list of numbers each >= 0. Received: \(3.0, -1.0\)"),
-    ("image_size=-32", r"'image_size' must be an int >= 0 \(0 = as stored\). Received: -32"),
+    ("image_size=-32", r"'image_size' must be an int >= 0 \(0 = fitted to the data\). Received: -32"),
 ])
 def test_out_of_range_values_are_refused_naming_key_value_and_range(override, match):
     with pytest.raises(ValueError, match=match):
