@@ -5,6 +5,7 @@ from layerkit.blocks.fire import Fire
 from layerkit.blocks.residual import Residual
 from layerkit.blocks.rev_block import RevBlock
 from layerkit.blocks.reversible_stack import ReversibleStack
+from layerkit.blocks.shifted_depthwise_conv import ShiftedDepthwiseConv2D
 from layerkit.blocks.wide_residual_group import WideResidualGroup
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "Residual",
     "RevBlock",
     "ReversibleStack",
+    "ShiftedDepthwiseConv2D",
     "WideResidualGroup",
 ]
