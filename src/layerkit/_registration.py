@@ -22,6 +22,7 @@ SERIALIZABLE_MODULES = (
     "layerkit.training.losses",
     "layerkit.training.schedules",
     "layerkit.models.initializers",
+    "layerkit.models.preprocessing",
     "layerkit.training.optimizers",
 )
 

@@ -11,7 +11,7 @@ from layerkit import models
 FIXED_INPUT = {"xception": (71, 71, 3), "cnn": (16, 16, 3), "squeezenet": (16, 16, 3),  # 4 pools
                "airbench94": (32, 32, 3), "airbench96": (32, 32, 3)}  # a 2x2 valid whitening conv, then 3 pools x2
 # Forward passes of these run only under -m large (the build and count always run).
-HUGE = {"wrn-28-10", "alphazero-39-256", "wrn-16-8", "wrn-40-4", "xception",
+HUGE = {"wrn-28-10", "alphazero-39-256", "wrn-16-8", "wrn-40-4", "xception", "efficientnet-lite0",
         "resnet-110", "resnet-164", "revnet-110", "revnet-164"}
 
 
