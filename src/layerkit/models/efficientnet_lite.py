@@ -67,6 +67,7 @@ def efficientnet_lite0(
     dropout=0.2,
     classifier_activation="softmax",
     freeze_backbone=False,
+    head_hidden=0,
 ):
     """EfficientNet-Lite0 (ReLU6, no SE; 4.7M weights): ImageNet weights offline, from a PyTorch .pth.
 
@@ -75,15 +76,16 @@ def efficientnet_lite0(
     ``.pth``, or a folder holding either). With ``include_top`` the model ends in ``num_classes``
     outputs (a new, random head unless ``num_classes=1000`` with ImageNet weights); without it,
     in the backbone's features, pooled by ``pooling`` (``"avg"``, ``"max"`` or None: the 1280
-    feature maps). ``freeze_backbone``: the backbone does not train and its BatchNorm runs in
-    inference mode (the Keras guide's transfer learning).
+    feature maps); ``head_hidden`` > 0 puts a ReLU layer of that many units before the classifier.
+    ``freeze_backbone``: the backbone does not train and its BatchNorm runs in inference mode (the
+    Keras guide's transfer learning).
     """
     check_rate("dropout", dropout)
     inputs = image_input(input_shape, name="pixels")
     if input_shape[2] != 3:
         raise ValueError(f"EfficientNet-Lite0 takes RGB images. Received: input_shape={tuple(input_shape)}")
     model = pretrained.assemble("efficientnet-lite0", backbone(inputs), num_classes, include_top, pooling,
-                                dropout, classifier_activation)
+                                dropout, classifier_activation, head_hidden)
     if weights is not None:
         pretrained.load(model, "efficientnet-lite0", WEIGHTS["efficientnet-lite0"], weights)
     if freeze_backbone:

@@ -150,10 +150,13 @@ def load(model, name: str, spec: Weights, weights) -> None:
     spec.load(model, resolve(name, spec, weights))
 
 
-def assemble(name, backbone, num_classes, include_top, pooling, dropout, classifier_activation):
+def assemble(name, backbone, num_classes, include_top, pooling, dropout, classifier_activation, hidden=0):
     """A pretrained zoo model: `backbone` (a model named `BACKBONE`: pixels to feature maps), then
-    global pooling named `FEATURES`, then with `include_top` dropout and a ``num_classes`` classifier
-    (`layerkit.models._common.classifier`). The factory makes every new head here."""
+    global pooling named `FEATURES`, then with `include_top` dropout, a ReLU layer of `hidden` units
+    (0: none) and a ``num_classes`` classifier (`layerkit.models._common.classifier`). The
+    factory makes every new head here: one chain of layers after `FEATURES`."""
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 0:
+        raise ValueError(f"`head_hidden` must be an integer >= 0. Received: head_hidden={hidden!r}")
     if pooling not in ("avg", "max", None):
         raise ValueError(f"`pooling` must be 'avg', 'max' or None. Received: pooling={pooling!r}")
     if include_top and pooling is None:
@@ -167,6 +170,8 @@ def assemble(name, backbone, num_classes, include_top, pooling, dropout, classif
     if include_top:
         if dropout:
             x = keras.layers.Dropout(dropout, name="dropout")(x)
+        if hidden:
+            x = keras.layers.Dense(hidden, activation="relu", name="head_hidden")(x)
         x = classifier(x, num_classes, classifier_activation)
     return keras.Model(inputs, x, name=name)
 

@@ -19,6 +19,12 @@ class Config:
     # === Model ===
     model: str = "cnn"  # a zoo name, see `layerkit models`; auto: fitted to the data (layerkit.training.fit)
     model_options: dict = field(default_factory=dict)  # passed to layerkit.models.create
+    # Transfer learning (a pretrained zoo model: model_options.weights=imagenet or a path)
+    freeze_backbone: bool = False  # the backbone does not train, its BatchNorm in inference mode; only the head learns
+    unfreeze_at: int = 0  # from this epoch on (0 = never) the backbone trains too, BatchNorm kept frozen (two-phase fine-tuning)
+    unfreeze_lr: float = 1e-5  # the peak learning rate of that second phase (the schedule restarts over its epochs)
+    head_hidden: int = 0  # units of a ReLU layer between the pooled features and the classifier (0 = a linear head)
+    features: str = "auto"  # frozen backbone, no augmentation: auto (its features computed once, the head trains on them), every_epoch
     # === Data ===
     data: str = "sample"  # a named data set (sample, cifar10, flowers) or a path
     data_dir: str = ""  # where named data sets are looked up ("" = the usual places)
@@ -31,7 +37,7 @@ class Config:
     train_limit: int = 0  # use only this many training images (0 = all); for smoke runs
     test_limit: int = 0  # likewise for the validation and test images
     augment: str = "none"  # an augmentation preset of layerkit.augment
-    normalize: str = "mean_std"  # mean_std (fitted on train), zca, unit (x/255), signed (x/127.5-1)
+    normalize: str = "mean_std"  # mean_std (fitted on train), zca, unit (x/255), signed (x/127.5-1), none (the model preprocesses: pretrained backbones)
     data_on_device: str = "auto"  # keep the decoded train split on the accelerator: auto (a GPU/TPU and <= 1 GiB decoded), yes, no
     # === Optimisation ===
     epochs: int = 10
@@ -150,6 +156,11 @@ RANGES = {
     # --- config keys ---
     "model": Range(str, note="a zoo name, see `layerkit models`, or auto: fitted to the data"),
     "model_options": Range(dict),
+    "freeze_backbone": Range(bool),
+    "unfreeze_at": Range(int, ">= 0", note="0 = never"),
+    "unfreeze_lr": Range(float, "> 0"),
+    "head_hidden": Range(int, ">= 0", note="0 = a linear head"),
+    "features": Range(str, choices=("auto", "every_epoch")),
     "data": Range(str),
     "data_dir": Range(str),
     "data_keys": Range(str),
@@ -161,7 +172,7 @@ RANGES = {
     "train_limit": Range(int, ">= 0", note="0 = all"),
     "test_limit": Range(int, ">= 0", note="0 = all"),
     "augment": Range(str),
-    "normalize": Range(str, choices=("mean_std", "zca", "unit", "signed")),
+    "normalize": Range(str, choices=("mean_std", "zca", "unit", "signed", "none")),
     "data_on_device": Range(str, choices=("auto", "yes", "no")),
     "epochs": Range(int, ">= 1"),
     "batch_size": Range(int, ">= 0", note="0 = fitted to the data"),
@@ -323,4 +334,11 @@ def validate(config: Config) -> Config:
             raise ValueError(f"optimizer_options.{key} must be a number {span}. Received: {value!r}")
     if config.optimizer in ("muon", "decoupled-sgd") and not 0 <= config.momentum < 1:
         raise ValueError(f"Config key 'momentum' must be in [0, 1) for {config.optimizer}. Received: {config.momentum}")
+    if config.unfreeze_at and not config.freeze_backbone:
+        raise ValueError("Config key 'unfreeze_at' is an epoch >= 1 at which a frozen backbone starts to train "
+                         f"(needs freeze_backbone=true), or 0. Received: unfreeze_at={config.unfreeze_at}, "
+                         f"freeze_backbone={config.freeze_backbone}")
+    if config.unfreeze_at >= config.epochs:
+        raise ValueError(f"Config key 'unfreeze_at' ({config.unfreeze_at}) must be below epochs ({config.epochs}): "
+                         "the second phase needs at least one epoch")
     return config

@@ -226,6 +226,27 @@ def xception_flowers() -> Config:
     )
 
 
+# === Transfer learning from ImageNet weights ===
+
+
+@recipe("transfer")
+def transfer() -> Config:
+    """EfficientNet-Lite0 with its ImageNet weights (offline: the pretrained extra), frozen; a new head on its features.
+
+    Point it at any folder of photos (one subfolder per class): ``layerkit train --recipe
+    transfer --data PATH``. The backbone is frozen and nothing random runs before it, so its
+    features are computed once per image and the head trains on them (training/transfer.py).
+    Images are resized to 224, the size the weights were trained at; the model takes pixels
+    0..255 and preprocesses them itself. Target on flowers: >= 90% test accuracy in <= 10 min on
+    2 CPU cores (docs/benchmarks.md).
+    """
+    return Config(
+        model="efficientnet-lite0", model_options={"weights": "imagenet", "dropout": 0.2},
+        freeze_backbone=True, data="flowers", image_size=224, augment="none", normalize="none",
+        epochs=40, batch_size=64, optimizer="adam", lr=1e-3, schedule="cosine", label_smoothing=0.1,
+    )
+
+
 # === RevNet paper (Gomez et al. 2017) ===
 
 

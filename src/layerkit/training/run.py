@@ -38,6 +38,7 @@ from layerkit.training.config import Config, validate
 from layerkit.training.data import EvenBatches, RunData, load_data
 from layerkit.training.losses import NonFiniteStep, SparseCategoricalCrossentropy
 from layerkit.training.schedules import make_schedule
+from layerkit.training import transfer
 
 NORMALIZE_SAMPLE = 10_000  # training images used to fit mean/std or ZCA
 
@@ -65,6 +66,8 @@ def _fit_sample(config: Config, data: RunData):
 
 def _normalizer(config: Config, sample):
     name = config.normalize
+    if name == "none":  # the model preprocesses its pixels itself (pretrained backbones)
+        return None
     if name == "unit":
         return keras.layers.Rescaling(1 / 255.0, name="normalize")
     if name == "signed":
@@ -105,6 +108,9 @@ def build_model(config: Config, data: RunData, steps_per_epoch: int | None = Non
     options.update(num_classes=len(data.classes), input_shape=data.image_shape)
     if config.l2:
         options["weight_decay"] = config.l2
+    for key in ("freeze_backbone", "head_hidden"):  # transfer learning: options of pretrained models
+        if getattr(config, key):
+            options[key] = getattr(config, key)
     net = models.create(name, **options)
     inputs = keras.Input(data.image_shape, name="pixels")
     x = inputs
@@ -119,8 +125,9 @@ def build_model(config: Config, data: RunData, steps_per_epoch: int | None = Non
 
     normalizer = _normalizer(config, sample)
     if any(isinstance(layer, augment.PatchWhitening) for layer in net.layers):
-        _fit_whitening(net, normalizer(sample()))
-    x = normalizer(x)
+        _fit_whitening(net, normalizer(sample()) if normalizer is not None else sample())
+    if normalizer is not None:
+        x = normalizer(x)
     return keras.Model(inputs, net(x), name=f"{name}-run")
 
 
@@ -167,6 +174,16 @@ def compile_model(model, config: Config, steps_per_epoch: int):
                   metrics=["accuracy", nonfinite], jit_compile=True)
     nonfinite.watch(model)
     return schedule
+
+
+def _compile_head(head, model, config: Config) -> None:
+    """Compile the head of a frozen-backbone model (`transfer`) as `compile_model` compiles
+    the whole one: the same loss, the divergence check, and `model`'s optimizer (one
+    optimizer: its state is the checkpoint's)."""
+    nonfinite = NonFiniteStep()
+    head.compile(optimizer=model.optimizer, loss=SparseCategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                 metrics=["accuracy", nonfinite], jit_compile=True)
+    nonfinite.watch(head)
 
 
 # === Run directory ===
@@ -405,7 +422,6 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals, pro
            data: RunData | None = None) -> dict:
     chief = topology.is_chief
     initial_epoch = state["epochs_completed"] if state else 0
-    heartbeat = progress.heartbeat
     if chief:
         with run_write(workdir, "run.json"):
             _record_launch(workdir, initial_epoch, topology)
@@ -422,7 +438,10 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals, pro
         steps = config.steps_per_epoch or len(data.train)
         with progress.phase("building the model (fitting its normalisation to the training images)"):
             model = build_model(config, data, steps)
-            schedule = compile_model(model, config, steps)
+            unfrozen = bool(config.unfreeze_at) and initial_epoch >= config.unfreeze_at
+            if unfrozen:  # a resume in the second phase: the model as that phase compiled it
+                transfer.unfreeze(model)
+            schedule = compile_model(model, transfer.phase_config(config, unfrozen), steps)
         if state:
             # Same construction path as the uninterrupted run, then the saved state:
             # weights, optimizer slots and step, random-generator counters.
@@ -445,17 +464,33 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals, pro
         if chief:
             with run_write(workdir, "history.csv"):
                 _truncate_history(workdir / "history.csv", initial_epoch)
-        callbacks = make_callbacks(config, workdir, chief, steps, schedule, checkpoints, stop,
-                                   data.train.epoch_callback(config.steps_per_epoch or None), heartbeat, verbose,
-                                   len(data.validation) if data.validation is not None else None)
-        data.train.set_epoch(initial_epoch)
         validation = EvenBatches(data.validation) if topology.distributed and data.validation else data.validation
+        features = None
         start = time.perf_counter()
-        if initial_epoch < config.epochs:
+        for first, end, trains_backbone in transfer.phases(config, initial_epoch):
+            if trains_backbone and not unfrozen:  # the second phase of fine-tuning begins
+                transfer.unfreeze(model)
+                schedule = compile_model(model, transfer.phase_config(config, True), steps)
+                unfrozen = True
+            fitted, train, val, epochs_callback = model, data.train, validation, \
+                data.train.epoch_callback(config.steps_per_epoch or None)
+            if not trains_backbone and transfer.uses_features(config, topology.process_count):
+                if features is None:  # the frozen backbone's features, once (transfer.py)
+                    features = _frozen_features(config, model, data, chief)
+                head, train_features, val_features = features
+                _compile_head(head, model, config)
+                fitted, epochs_callback = head, keras.callbacks.Callback()
+                train = transfer.FeatureBatches(*train_features, config.batch_size, config.seed, epoch=first)
+                val = val_features
+                transfer.save_whole_model(checkpoints, model)
+            validation_steps = len(val) if fitted is model and val is not None else None
+            callbacks = make_callbacks(config, workdir, chief, steps, schedule, checkpoints, stop, epochs_callback,
+                                       progress.heartbeat, verbose, validation_steps)
+            data.train.set_epoch(first)
             try:
-                model.fit(data.train, validation_data=validation, epochs=config.epochs,
-                          initial_epoch=initial_epoch, steps_per_epoch=config.steps_per_epoch or None,
-                          shuffle=False, verbose=verbose, callbacks=callbacks)
+                fitted.fit(train, validation_data=val, epochs=end, initial_epoch=first,
+                           steps_per_epoch=config.steps_per_epoch or None,
+                           shuffle=False, verbose=verbose, callbacks=callbacks)
             except DivergedError as err:
                 if chief:
                     _record_failure(workdir, err)
@@ -464,6 +499,8 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals, pro
                 if topology.peer_watch is not None:
                     topology.peer_watch.after_failure(err)  # exits 4 when a peer is gone
                 raise
+            if stop.stopped:
+                break  # a signal stopped the run: what follows says so
         train_seconds = time.perf_counter() - start
         if not chief:
             data.train.close()
@@ -491,6 +528,24 @@ def _record_failure(workdir: Path, err: DivergedError) -> None:
         atomic_write(workdir / "results.json", json.dumps(results, indent=1))
     except OSError as write_err:
         print(f"layerkit: results.json could not be written ({write_err})", file=sys.stderr)
+
+
+def _frozen_features(config, model, data, chief):
+    """(head, (train features, labels), (validation features, labels) or None): the frozen
+    backbone run once over every training and validation image (`transfer`), through
+    `predict_probabilities`, the run's one forward-pass function."""
+    extractor, head = transfer.split(model)
+    began = time.perf_counter()
+    train = (transfer.compute_features(extractor, transfer.ordered(data.train), predict_probabilities),
+             data.train.labels)
+    val = None
+    if data.validation is not None:
+        val = (transfer.compute_features(extractor, data.validation, predict_probabilities), data.validation.labels)
+    if chief:
+        print(f"layerkit: the frozen backbone's features of {len(train[1])} train"
+              + (f" and {len(val[1])} validation" if val else "") + f" images computed once in "
+              f"{time.perf_counter() - began:.1f} s; the head trains on them", file=sys.stderr)
+    return head, train, val
 
 
 # === Evaluation and the record ===
