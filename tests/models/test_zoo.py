@@ -9,9 +9,11 @@ from layerkit import models
 # Small inputs keep CPU time low (eager JAX compiles op by op); convolutional models with
 # global pooling have the same parameter count at any input size.
 FIXED_INPUT = {"xception": (71, 71, 3), "cnn": (16, 16, 3), "squeezenet": (16, 16, 3),  # 4 pools
-               "airbench94": (32, 32, 3), "airbench96": (32, 32, 3)}  # a 2x2 valid whitening conv, then 3 pools x2
+               "airbench94": (32, 32, 3), "airbench96": (32, 32, 3),
+               "resnet50": (32, 32, 3), "mobilenetv3-large": (32, 32, 3), "efficientnet-b0": (32, 32, 3)}  # a 2x2 valid whitening conv, then 3 pools x2
 # Forward passes of these run only under -m large (the build and count always run).
 HUGE = {"wrn-28-10", "alphazero-39-256", "wrn-16-8", "wrn-40-4", "xception", "efficientnet-lite0",
+        "resnet50", "mobilenetv3-large", "efficientnet-b0",
         "resnet-110", "resnet-164", "revnet-110", "revnet-164"}
 
 

@@ -9,7 +9,8 @@ from layerkit.models.registry import create, defaults, describe, family, names, 
 
 # Importing a family's module registers it.
 from layerkit.models import resnet, revnet  # noqa: F401,E402
-from layerkit.models import airbench, alphazero, baselines, squeezenet, vgg, wide_resnet, xception  # noqa: F401,E402
+from layerkit.models import airbench, alphazero, baselines, squeezenet, vgg, wide_resnet  # noqa: F401,E402
+from layerkit.models import applications  # noqa: F401,E402
 from layerkit.models import efficientnet_lite  # noqa: F401,E402
 
 __all__ = ["create", "defaults", "describe", "family", "names", "patterns", "register"]

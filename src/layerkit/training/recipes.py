@@ -216,12 +216,14 @@ def squeezenet_flowers() -> Config:
 def xception_flowers() -> Config:
     """Fine-tuning Xception (ImageNet weights, all trainable) on flowers: lr ramp-up then exponential decay.
 
-    The flowers lab reports ~95% with ImageNet weights. Needs the weights file: pass
-    ``model_options.weights=PATH`` where no network exists.
+    The flowers lab reports ~95% with ImageNet weights. The weights come through
+    `layerkit.models.pretrained`: the cache ($LAYERKIT_WEIGHTS_DIR, else ~/.keras/models), else
+    Keras's download (hash checked); offline, ``model_options.weights=PATH`` (the no-top file or
+    its folder). No weights: a clear error naming where it looked, never a random backbone.
     """
     return Config(
         model="xception", model_options={"weights": "imagenet"}, data="flowers",
-        augment="flowers", normalize="signed", epochs=12, batch_size=32, optimizer="adam", lr=1e-4,
+        augment="flowers", normalize="none", epochs=12, batch_size=32, optimizer="adam", lr=1e-4,
         schedule="warmup_exp", warmup_epochs=3, decay_rate=0.8, min_lr=1e-6,
     )
 
