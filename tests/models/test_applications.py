@@ -67,3 +67,14 @@ def test_missing_weights_name_every_place_looked(tmp_path, monkeypatch):
     assert f"{url} (download failed" in message and "--weights PATH" in message
     with pytest.raises(WeightsError, match="not a file or folder"):
         models.create("xception", weights=str(tmp_path / "nothing.h5"), input_shape=(71, 71, 3))
+
+
+def test_cli_weights_that_cannot_be_had_exit_2(tmp_path, capsys):
+    from layerkit.cli import main
+
+    missing = tmp_path / "xception_notop.h5"
+    code = main(["train", "--recipe", "xception-flowers", "--data", "sample", "--weights", str(missing),
+                 "--out", str(tmp_path / "run"), "image_size=71"])
+    assert code == 2
+    assert f"weights={str(missing)!r}, which is not a file or folder" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

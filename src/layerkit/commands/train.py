@@ -29,8 +29,11 @@ def add_parser(subparsers):
                    help="epochs to train; with --resume, extends the run to this many (the schedule is re-planned)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="images a step (config key batch_size; 0, the default recipe's: fitted to the data)")
+    p.add_argument("--weights", default=None, metavar="PATH",
+                   help="pretrained weights of the model: a file, or a folder holding it (sets model_options.weights); "
+                        "the cache is $LAYERKIT_WEIGHTS_DIR, else ~/.keras/models")
     p.add_argument("--out", default=None, help="run directory (default: runs/DATA-TIMESTAMP with the default "
-                                                 "recipe, else runs/RECIPE[-DATA]-TIMESTAMP)")
+                                                "recipe, else runs/RECIPE[-DATA]-TIMESTAMP)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--precision", choices=("bf16", "fp32"), default=None)
     p.add_argument("--seed", type=int, default=None)
@@ -85,7 +88,8 @@ def _run(args, signals) -> dict:
     if args.resume:
         if not args.out:
             raise ValueError("--resume needs --out DIR, the run directory to continue")
-        given = [k for k in ("recipe", "model", "data", "data_keys", "test_data", "batch_size", "precision", "seed")
+        given = [k for k in ("recipe", "model", "data", "data_keys", "test_data", "batch_size", "precision", "seed",
+                             "weights")
                  if getattr(args, k) is not None] + (["overrides"] if args.overrides else [])
         if given:
             print(f"layerkit train --resume: using the saved config of {args.out}; ignoring {given}",
@@ -100,6 +104,8 @@ def _run(args, signals) -> dict:
              "batch_size": args.batch_size, "precision": args.precision, "seed": args.seed}
     config = apply_overrides(config, {k: v for k, v in flags.items() if v is not None})
     config = apply_overrides(config, args.overrides)
+    if args.weights is not None:
+        config = apply_overrides(config, {"model_options.weights": str(Path(args.weights).expanduser().resolve())})
     out = Path(args.out or default_run_dir(args.recipe, config.data, recipe_data, args.smoke))
     if args.runs is not None:
         from layerkit.training.runs import train_runs
