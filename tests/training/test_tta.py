@@ -1,10 +1,12 @@
-"""One TTA (`layerkit.training.tta`): the views, their weights, and the ranking of averaged logits."""
+"""One TTA (`layerkit.training.tta`): the views, their weights, and the average of the views' logits
+through the one forward function (`layerkit.forward`), on either runtime."""
 
 import keras
 import numpy as np
 import pytest
 
-from layerkit.training.tta import tta_model, tta_views
+from layerkit.forward import Forward
+from layerkit.training.tta import predict_probabilities, tta_views
 
 
 def test_views_weigh_to_one_and_shift_with_reflection():
@@ -22,35 +24,55 @@ def test_views_weigh_to_one_and_shift_with_reflection():
         tta_views(images, "8view")
 
 
-def test_tta_model_ranks_as_the_weighted_average_of_logits():
+def _classifier():
     inputs = keras.Input((6, 6, 3))
     x = keras.layers.Flatten()(inputs)
     logits = keras.layers.Dense(5, kernel_initializer=keras.initializers.RandomNormal(seed=1))(x)
     logit_model = keras.Model(inputs, logits)
-    model = keras.Model(inputs, keras.layers.Softmax()(logit_model(inputs)))
+    return logit_model, keras.Model(inputs, keras.layers.Activation("softmax")(logit_model(inputs)))
+
+
+@pytest.mark.parametrize("runtime", ["jax", "onnxruntime"])
+def test_tta_is_the_softmax_of_the_weighted_average_of_logits(runtime):
+    logit_model, model = _classifier()
     images = np.random.default_rng(2).normal(size=(64, 6, 6, 3)).astype("float32")
-    probs = np.asarray(tta_model(model, "6view").predict(images, verbose=0))
-    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    forward = Forward(model, logits=True, runtime=runtime, batch_size=16, verbose=False)
+    assert forward.logits  # the softmax is taken off: the views' logits are averaged
+    probs = predict_probabilities(forward, images, "6view")
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-12)
     averaged = sum(w * np.asarray(logit_model(v)) for w, v in tta_views(images, "6view"))
     np.testing.assert_array_equal(probs.argmax(-1), averaged.argmax(-1))
     expected = np.exp(averaged - averaged.max(-1, keepdims=True))
     np.testing.assert_allclose(probs, expected / expected.sum(-1, keepdims=True), rtol=1e-4, atol=1e-6)
-    assert tta_model(model, "none") is model
+    np.testing.assert_allclose(predict_probabilities(forward, images), np.asarray(model(images)), atol=1e-6)
 
 
-def test_a_tta_model_serves_weights_loaded_after_it_was_made(tmp_path):
-    # finish() makes one TTA model and loads the best weights under it: its compiled predict
-    # step must then give what a TTA model made afresh gives.
+def test_probabilities_without_a_softmax_to_take_off_are_averaged_as_logs():
+    inputs = keras.Input((6, 6, 3))
+    model = keras.Model(inputs, keras.layers.Softmax()(keras.layers.Dense(5)(keras.layers.Flatten()(inputs))))
+    images = np.random.default_rng(2).normal(size=(8, 6, 6, 3)).astype("float32")
+    forward = Forward(model, logits=True, runtime="jax", verbose=False)
+    assert not forward.logits  # a Softmax layer: its outputs are taken as probabilities
+    logs = sum(w * np.log(np.asarray(model(v), "float64")) for w, v in tta_views(images, "flip"))
+    expected = np.exp(logs - logs.max(-1, keepdims=True))
+    np.testing.assert_allclose(predict_probabilities(forward, images, "flip"),
+                               expected / expected.sum(-1, keepdims=True), rtol=1e-5)
+
+
+def test_the_forward_function_serves_weights_loaded_after_it_was_made(tmp_path):
+    # finish() makes one forward function and loads the best weights under it: it must then
+    # give what one made afresh gives.
     inputs = keras.Input((6, 6, 3))
     model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(keras.layers.Flatten()(inputs)))
     images = np.random.default_rng(3).normal(size=(16, 6, 6, 3)).astype("float32")
     model.save_weights(tmp_path / "first.weights.h5")
-    tta = tta_model(model, "flip")
-    before = tta.predict(images, verbose=0)
+    forward = Forward(model, logits=True, runtime="jax", verbose=False)
+    before = predict_probabilities(forward, images, "flip")
     rng = np.random.default_rng(4)
     model.set_weights([w + rng.normal(size=w.shape).astype("float32") for w in model.get_weights()])
-    assert not np.allclose(tta.predict(images, verbose=0), before)
+    assert not np.allclose(predict_probabilities(forward, images, "flip"), before)
     model.load_weights(tmp_path / "first.weights.h5")
-    np.testing.assert_allclose(tta.predict(images, verbose=0), before, rtol=1e-6)
-    np.testing.assert_allclose(tta.predict(images, verbose=0), tta_model(model, "flip").predict(images, verbose=0),
-                               rtol=1e-6)
+    np.testing.assert_allclose(predict_probabilities(forward, images, "flip"), before, rtol=1e-6)
+    fresh = Forward(model, logits=True, runtime="jax", verbose=False)
+    np.testing.assert_allclose(predict_probabilities(forward, images, "flip"),
+                               predict_probabilities(fresh, images, "flip"), rtol=1e-6)

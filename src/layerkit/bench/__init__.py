@@ -8,4 +8,5 @@ BENCHMARKS = {
     "pipeline": "layerkit.bench.pipeline",
     "throughput": "layerkit.bench.throughput",
     "revnet": "layerkit.bench.revnet",
+    "inference": "layerkit.bench.inference",
 }

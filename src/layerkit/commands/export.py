@@ -5,7 +5,7 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "export", help="export a run's checkpoint as ONNX, SavedModel or an inference .keras",
         description="Pixels 0..255 (float32, batch x H x W x C) in, class probabilities out; the augmentation "
-                    "layers are dropped. onnx: TensorFlow-free, needs `pip install 'layerkit[export]'`; "
+                    "layers are dropped. onnx: TensorFlow-free, needs `pip install 'layerkit[onnx]'`; "
                     "saved_model: needs TensorFlow; keras: no optimizer, loads with layerkit.load_model.")
     p.add_argument("run_dir", metavar="RUN")
     p.add_argument("--format", choices=("onnx", "saved_model", "keras"), required=True)

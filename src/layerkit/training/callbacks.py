@@ -305,19 +305,6 @@ class EpochProgress(keras.callbacks.Callback):
             self.heartbeat.end()
 
 
-class PredictProgress(keras.callbacks.Callback):
-    """Counts predict batches into a `Heartbeat` phase (the final evaluation, TTA)."""
-
-    async_safe = True
-
-    def __init__(self, heartbeat: Heartbeat):
-        super().__init__()
-        self.heartbeat = heartbeat
-
-    def on_predict_batch_end(self, batch, logs=None):
-        self.heartbeat.advance(batch + 1)
-
-
 class Progress:
     """How a run shows the phases outside `fit` (data check, model building, the final evaluation,
     TTA, the report): a `Heartbeat`'s lines while each runs when stdout is no terminal, Keras's
@@ -339,9 +326,20 @@ class Progress:
             if self.heartbeat:
                 self.heartbeat.end()
 
-    def predict(self, model, pipe, name: str):
-        """``model.predict(pipe)``, shown as the phase `name`."""
-        with self.phase(f"{name} ({len(pipe.labels)} images)", len(pipe), getattr(pipe, "batch_size", None),
-                        title=True):
-            callbacks = [PredictProgress(self.heartbeat)] if self.heartbeat else []
-            return model.predict(pipe, verbose=1 if self.verbose == 1 else 0, callbacks=callbacks)
+    def predict(self, forward, pipe, name: str, tta: str = "none"):
+        """Class probabilities of `pipe`'s images through `forward` (a `layerkit.forward.Forward`)
+        with the views of `tta` (`tta.predict_probabilities`), shown as the phase `name`: a
+        `keras.utils.Progbar` on a terminal, the heartbeat's lines otherwise."""
+        from layerkit.training.tta import predict_probabilities
+
+        total = len(pipe)
+        bar = keras.utils.Progbar(total) if self.verbose == 1 else None
+
+        def on_batch(done):
+            if self.heartbeat:
+                self.heartbeat.advance(done)
+            if bar is not None:
+                bar.update(done)
+
+        with self.phase(f"{name} ({len(pipe.labels)} images)", total, getattr(pipe, "batch_size", None), title=True):
+            return predict_probabilities(forward, pipe, tta, on_batch=on_batch)

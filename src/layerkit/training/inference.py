@@ -1,4 +1,8 @@
-"""Using a run's checkpoints: evaluate on the test split, predict image files."""
+"""Using a run's checkpoints: evaluate on the test split, predict image files.
+
+Both run the model through `run_forward` (a `layerkit.forward.Forward` that keeps converted
+graphs in the run's ``onnx-cache/``), as the end of training does.
+"""
 
 import json
 from pathlib import Path
@@ -10,7 +14,17 @@ from layerkit.saving import load_model
 from layerkit.training.checkpoints import checkpoint_file, read_state
 from layerkit.training.config import Config
 from layerkit.training.data import load_data
-from layerkit.training.run import RunError, predict_probabilities, scores
+from layerkit.training.run import RunError, scores
+from layerkit.training.tta import VIEWS, check_mode, predict_probabilities
+
+
+def run_forward(model, run_dir, images=None, batch_size=256, verbose=True):
+    """The classifier `model`'s forward function for the run in `run_dir`: logits where it ends
+    in softmax, converted graphs cached in ``run_dir/onnx-cache`` (`layerkit.forward`)."""
+    from layerkit.forward import CACHE_FOLDER, Forward
+
+    return Forward(model, logits=True, images=images, batch_size=batch_size,
+                   cache_dir=Path(run_dir) / CACHE_FOLDER, verbose=verbose)
 
 
 def _open(run_dir, weights):
@@ -32,8 +46,11 @@ def evaluate_run(run_dir, weights="best", tta="none") -> dict:
     """Test accuracy and loss of a run's `weights`; `tta`: none, flip or 6view."""
     config, model = _open(run_dir, weights)
     data = load_data(config)
-    result = scores(predict_probabilities(model, data.test, tta), data.test.labels)
+    views = VIEWS[check_mode(tta)]
+    forward = run_forward(model, run_dir, images=len(data.test.labels) * views, batch_size=data.test.batch_size)
+    result = scores(predict_probabilities(forward, data.test, tta), data.test.labels)
     result["images"] = int(len(data.test.labels))
+    result["forward"] = forward.record()
     return result
 
 
@@ -44,7 +61,8 @@ def predict_files(run_dir, paths, weights="best", top=3):
     images = []
     for p in paths:
         images.append(fit_to(decode_file(p), size))  # a DecodeError names the file
-    probs = np.asarray(model.predict(np.stack(images).astype("float32"), verbose=0))
+    forward = run_forward(model, run_dir, images=len(images))
+    probs = predict_probabilities(forward, np.stack(images))
     top = max(1, min(top, len(classes)))
     for path, row in zip(paths, probs):
         order = np.argsort(-row)[:top]

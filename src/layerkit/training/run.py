@@ -476,7 +476,7 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals, pro
                 data.train.epoch_callback(config.steps_per_epoch or None)
             if not trains_backbone and transfer.uses_features(config, topology.process_count):
                 if features is None:  # the frozen backbone's features, once (transfer.py)
-                    features = _frozen_features(config, model, data, chief)
+                    features = _frozen_features(config, model, data, workdir, progress if chief else Progress())
                 head, train_features, val_features = features
                 _compile_head(head, model, config)
                 fitted, epochs_callback = head, keras.callbacks.Callback()
@@ -530,35 +530,31 @@ def _record_failure(workdir: Path, err: DivergedError) -> None:
         print(f"layerkit: results.json could not be written ({write_err})", file=sys.stderr)
 
 
-def _frozen_features(config, model, data, chief):
+def _frozen_features(config, model, data, workdir: Path, progress: Progress):
     """(head, (train features, labels), (validation features, labels) or None): the frozen
     backbone run once over every training and validation image (`transfer`), through
-    `predict_probabilities`, the run's one forward-pass function."""
+    `layerkit.forward.Forward`, the one forward-pass function (ONNX Runtime on a CPU where it
+    pays, the graph cached in the run's onnx-cache/)."""
+    from layerkit.forward import CACHE_FOLDER, Forward
+
     extractor, head = transfer.split(model)
     began = time.perf_counter()
-    train = (transfer.compute_features(extractor, transfer.ordered(data.train), predict_probabilities),
-             data.train.labels)
-    val = None
-    if data.validation is not None:
-        val = (transfer.compute_features(extractor, data.validation, predict_probabilities), data.validation.labels)
-    if chief:
+    images = len(data.train.labels) + (len(data.validation.labels) if data.validation is not None else 0)
+    forward = Forward(extractor, images=images, batch_size=data.train.batch_size,
+                      cache_dir=workdir / CACHE_FOLDER if progress.verbose else None, verbose=bool(progress.verbose))
+    with progress.phase(f"the frozen backbone's features of {images} images", title=True):
+        train = (transfer.compute_features(forward, transfer.ordered(data.train)), data.train.labels)
+        val = None
+        if data.validation is not None:
+            val = (transfer.compute_features(forward, data.validation), data.validation.labels)
+    if progress.verbose:
         print(f"layerkit: the frozen backbone's features of {len(train[1])} train"
               + (f" and {len(val[1])} validation" if val else "") + f" images computed once in "
-              f"{time.perf_counter() - began:.1f} s; the head trains on them", file=sys.stderr)
+              f"{time.perf_counter() - began:.1f} s on {forward.runtime}; the head trains on them", file=sys.stderr)
     return head, train, val
 
 
 # === Evaluation and the record ===
-
-
-def predict_probabilities(model, pipe, tta="none", progress: Progress | None = None, name="predicting") -> np.ndarray:
-    """Class probabilities of `pipe`'s images; `tta`: none, flip or 6view (`layerkit.training.tta`).
-    `progress`: shows the pass as the phase `name` (`callbacks.Progress`)."""
-    from layerkit.training.tta import tta_model
-
-    net = tta_model(model, tta)
-    probs = progress.predict(net, pipe, name) if progress else net.predict(pipe, verbose=0)
-    return np.asarray(probs, dtype="float64")
 
 
 def scores(probs, labels) -> dict:
@@ -569,37 +565,40 @@ def scores(probs, labels) -> dict:
 
 def finish(config, workdir: Path, model, data: RunData, train_seconds: float, checkpoints,
            progress: Progress | None = None, initial_epoch: int = 0) -> dict:
-    from layerkit.training.tta import tta_model
+    from layerkit.training.inference import run_forward
+    from layerkit.training.tta import VIEWS
 
     progress = progress or Progress()
     labels = data.test.labels
-    final = predict_probabilities(model, data.test, progress=progress,
-                                  name="final evaluation: end-of-training weights on the test split")
-    # The TTA model is made once and shares `model`'s variables: the best weights loaded below
-    # run through its compiled predict step too (a second TTA model would compile anew).
-    tta_net = tta_model(model, config.tta)
+    views = VIEWS[config.tta] if config.tta != "none" else 0
+    weights = 2 if checkpoints.best_file is not None else 1
+    # One forward function for the end-of-training and the best weights, plain and TTA: it
+    # follows the model's weights, so loading the best ones below needs no new conversion or
+    # compilation (on ONNX Runtime, the same converted graph with the new weights bound).
+    forward = run_forward(model, workdir, images=len(labels) * (1 + views) * weights,
+                          batch_size=data.test.batch_size)
+    final = progress.predict(forward, data.test, "final evaluation: end-of-training weights on the test split")
     results = {"data": data.splits["data"], "splits": {k: v for k, v in data.splits.items() if k != "data"},
                "test_images": int(len(labels)),
                "test_accuracy_final": scores(final, labels)["accuracy"],
                "test_loss_final": scores(final, labels)["loss"]}
     if config.tta != "none":
         results["tta"] = config.tta
-        results["test_accuracy_final_tta"] = scores(predict_probabilities(
-            tta_net, data.test, progress=progress, name=f"final evaluation: end-of-training weights, {config.tta} TTA"),
+        results["test_accuracy_final_tta"] = scores(progress.predict(
+            forward, data.test, f"final evaluation: end-of-training weights, {config.tta} TTA", config.tta),
             labels)["accuracy"]
     if checkpoints.best_file is not None:
-        # the best weights into the same model: its compiled predict step serves again
-        # (loading the file as a second model would compile everything a second time)
+        # the best weights into the same model: the forward function serves them too
         best = model
         load_weights(best, workdir / checkpoints.best_file)
         name = f"final evaluation: best weights (epoch {checkpoints.best_epoch})"
-        results["test_accuracy_best"] = scores(predict_probabilities(best, data.test, progress=progress, name=name),
-                                               labels)["accuracy"]
+        results["test_accuracy_best"] = scores(progress.predict(forward, data.test, name), labels)["accuracy"]
         results["best_epoch"] = checkpoints.best_epoch
         results["best_selected_on"] = data.validation_name
         if config.tta != "none":
-            results["test_accuracy_best_tta"] = scores(predict_probabilities(
-                tta_net, data.test, progress=progress, name=f"{name}, {config.tta} TTA"), labels)["accuracy"]
+            results["test_accuracy_best_tta"] = scores(progress.predict(
+                forward, data.test, f"{name}, {config.tta} TTA", config.tta), labels)["accuracy"]
+    results["forward"] = forward.record()
     history = reporting.read_history(workdir / "history.csv")
     seconds = history.get("epoch_seconds", [])
     results.update(

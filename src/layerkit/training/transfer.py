@@ -83,10 +83,11 @@ def split(model):
     return extractor, keras.Model(head_in, h, name="head")
 
 
-def compute_features(extractor, pipe, forward) -> np.ndarray:
-    """The features of every image of `pipe`, in order, through the run's forward-pass
-    function `forward(model, pipe)` (the one that evaluation and predict use)."""
-    return np.asarray(forward(extractor, pipe), dtype="float32")
+def compute_features(forward, pipe) -> np.ndarray:
+    """The features of every image of `pipe`, in order, through `forward` (a
+    `layerkit.forward.Forward` of the backbone: the one forward-pass function that evaluation
+    and predict use)."""
+    return np.asarray(forward(pipe), dtype="float32")
 
 
 def ordered(pipe) -> Pipeline:

@@ -7,16 +7,18 @@
 - ``6view`` (airbench's): those two at 1/4 each, and the 1-pixel reflect translations up-left
   and down-right of each at 1/8.
 
-The views' log-probabilities are averaged with those weights and renormalised: for a model
-ending in softmax this ranks the classes exactly as averaging its logits (airbench's TTA),
-since each view's log-normaliser is the same for every class. Views are made with
-`keras.ops` inside the model, so the whole evaluation is one compiled program.
+Each view of a batch is made on the host (NumPy: a flip, a reflect pad and a crop) and runs
+through the same `layerkit.forward.Forward` as the plain evaluation, on whichever runtime it
+picked. The views' log-probabilities are averaged with those weights and renormalised; from a
+classifier's logits (what `Forward(..., logits=True)` gives for a model ending in softmax) this
+is exactly airbench's average of the logits, since each view's log-normaliser is the same for
+every class.
 """
 
-import keras
-from keras import ops
+import numpy as np
 
 MODES = ("none", "flip", "6view")
+VIEWS = {"none": 1, "flip": 2, "6view": 6}  # forward passes per image
 
 
 def check_mode(mode) -> str:
@@ -30,28 +32,42 @@ def check_mode(mode) -> str:
 
 
 def tta_views(images, mode):
-    """[(weight, images)], weights summing to 1, for NHWC `images` (arrays or Keras tensors)."""
+    """[(weight, images)], weights summing to 1, for a NHWC batch `images` (NumPy)."""
     mode = check_mode(mode)
+    images = np.asarray(images)
     if mode == "none":
         return [(1.0, images)]
-    mirror = ops.flip(images, axis=2)
+    mirror = images[:, :, ::-1]
     if mode == "flip":
         return [(0.5, images), (0.5, mirror)]
     h, w = images.shape[1:3]
-    padded = ops.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
     shifted = [padded[:, :h, :w], padded[:, 2:h + 2, 2:w + 2]]
-    return [(0.25, images), (0.25, mirror)] + [(0.125, v) for s in shifted for v in (s, ops.flip(s, axis=2))]
+    return [(0.25, images), (0.25, mirror)] + [(0.125, v) for s in shifted for v in (s, s[:, :, ::-1])]
 
 
-def tta_model(model: keras.Model, mode) -> keras.Model:
-    """`model` (images -> class probabilities) evaluated on the views of `mode`, averaged."""
-    mode = check_mode(mode)
-    if mode == "none":
-        return model
-    inputs = keras.Input(model.input_shape[1:], dtype=model.inputs[0].dtype, name="pixels")
-    total = None
-    for weight, view in tta_views(inputs, mode):
-        probs = ops.cast(model(view, training=False), "float32")
-        term = weight * ops.log(ops.maximum(probs, 1e-30))
-        total = term if total is None else total + term
-    return keras.Model(inputs, ops.softmax(total, axis=-1), name=f"{model.name}-tta-{mode}")
+def predict_probabilities(forward, images, tta="none", on_batch=None) -> np.ndarray:
+    """Class probabilities (float64) of `images` (an array, or a `Pipeline` of (images, labels)
+    batches) through `forward` (a `layerkit.forward.Forward` of a classifier), with the views of
+    `tta`: none, flip or 6view. `on_batch(n)`: called after each batch with the batches done."""
+    from layerkit.forward import _batches, log_probabilities, probabilities
+
+    mode = check_mode(tta)
+    if hasattr(images, "shape"):
+        array, step = np.asarray(images), forward.batch_size
+        images = (array[i:i + step] for i in range(0, len(array), step))
+    out = []
+    for batch in _batches(images):
+        batch = np.asarray(batch)
+        if mode == "none":
+            out.append(probabilities(forward.batch(batch), forward.logits))
+            if on_batch is not None:
+                on_batch(len(out))
+            continue
+        total = sum(w * log_probabilities(forward.batch(view), forward.logits) for w, view in tta_views(batch, mode))
+        out.append(probabilities(total, from_logits=True))  # renormalised
+        if on_batch is not None:
+            on_batch(len(out))
+    if not out:
+        raise ValueError("no images to evaluate")
+    return np.concatenate(out)
