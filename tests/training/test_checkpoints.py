@@ -191,3 +191,21 @@ def test_a_lock_whose_folder_its_holder_removed_is_taken_on_the_new_folder(tmp_p
     with pytest.raises(RunLockedError):
         RunLock(out).acquire()
     lock.release()
+
+
+def test_a_released_lock_leaves_no_file_and_a_starter_waiting_on_it_locks_a_new_one(tmp_path):
+    import fcntl
+
+    out = tmp_path / "run"
+    lock = RunLock(out).acquire()
+    waiting = os.open(out / ".lock", os.O_RDWR)  # a starter that opened the file before the release
+    lock.release()
+    assert not (out / ".lock").exists()  # a finished run leaves no empty .lock behind
+    fcntl.flock(waiting, fcntl.LOCK_EX | fcntl.LOCK_NB)  # it gets the removed file's lock ...
+    try:
+        again = RunLock(out).acquire()  # ... which is not the lock: the file at the path is
+        with pytest.raises(RunLockedError):
+            RunLock(out).acquire()
+        again.release()
+    finally:
+        os.close(waiting)

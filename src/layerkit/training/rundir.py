@@ -148,8 +148,16 @@ class RunLock:
         return self._fd is not None
 
     def release(self) -> None:
+        """Remove the lock file, while still holding it, then unlock: a run leaves no ``.lock``.
+        Safe against a starter waiting on the removed file: `acquire` takes a lock only on the
+        file still at the path, and otherwise locks the new one."""
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
+            if _same_file(self._fd, self.path):
+                try:
+                    os.unlink(self.path)
+                except OSError:  # a read-only folder: the empty file stays, unlocked
+                    pass
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
