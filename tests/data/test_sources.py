@@ -69,7 +69,7 @@ def test_folder_source_labels_from_sorted_subfolders(tmp_path):
 
 def test_folder_without_images_is_refused(tmp_path):
     (tmp_path / "empty_class").mkdir()
-    with pytest.raises(ValueError, match="class folder 'empty_class' holds no images"):
+    with pytest.raises(ValueError, match="/empty_class: class folder holds no images"):
         FolderSource(tmp_path)
 
 

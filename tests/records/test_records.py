@@ -183,7 +183,7 @@ def test_empty_folder(tmp_path):
 
 def test_class_folder_without_images(tmp_path):
     root = make_tree(tmp_path / "src", {"cats": {"a.jpg": jpeg("RGB")}, "dogs": {"readme.txt": b"hi"}})
-    with pytest.raises(ValueError, match=r"class folder 'dogs' holds no images"):
+    with pytest.raises(ValueError, match=r"src/dogs: class folder holds no images"):
         write_records(root, tmp_path / "o")
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
 

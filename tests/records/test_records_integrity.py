@@ -322,8 +322,11 @@ def test_fifos_and_folders_named_as_images_or_dataset_json(written, tmp_path):
             decode_file(tmp_path / "src" / "a" / "x.jpg")
         with pytest.raises(DecodeError, match=r"y.jpg: expected .*found a FIFO"):
             decode_file(tmp_path / "src" / "b" / "y.jpg")
-        assert len(FolderSource(tmp_path / "src")) == 2  # regular files only, as records write takes them
-        assert write_records(tmp_path / "src", tmp_path / "o2")["records"] == 2
+        # named like images but no image files: bad images, each named, under on_bad_image (issue 18 item 9)
+        assert len(FolderSource(tmp_path / "src")) == 4
+        with pytest.raises(ValueError, match=r"2 of 4 images cannot be used:\n.*x.jpg: .*found a folder\n.*y.jpg: .*found a FIFO"):
+            write_records(tmp_path / "src", tmp_path / "o2")
+        assert write_records(tmp_path / "src", tmp_path / "o3", on_bad_image="skip")["records"] == 2
     finally:
         signal.alarm(0)
 

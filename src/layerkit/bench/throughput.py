@@ -54,6 +54,12 @@ def bench_config(args):
     flags = {"data": args.data, "model": args.model, "batch_size": args.batch_size, "precision": args.precision}
     config = apply_overrides(config, {k: v for k, v in flags.items() if v is not None})
     config = apply_overrides(config, list(args.overrides))
+    if config.batch_size == 0 or config.model == "auto" or config.image_size == 0:
+        from layerkit.training.data import load_data
+
+        data = load_data(config)  # the batch, model and image size a run fits to this data
+        config = data.config
+        data.train.close()
     # an epoch is one whole pass of `steps` batches: train_limit, not steps_per_epoch (a shorter
     # epoch would run out of data at the end of a pass, and Keras would stop the fit there)
     return apply_overrides(config, {"validation": 0.0, "train_limit": args.steps * config.batch_size,

@@ -52,9 +52,10 @@ def phase_config(config, unfrozen: bool):
     """The config that makes phase 2's schedule: ``unfreeze_lr`` over the epochs after ``unfreeze_at``."""
     if not unfrozen:
         return config
+    # a config of one phase (no unfreezing within it): every Config is validated when it is made
     return dataclasses.replace(config, lr=config.unfreeze_lr, epochs=config.epochs - config.unfreeze_at,
                                warmup_epochs=0.0, start_lr=0.0, min_lr=min(config.min_lr, config.unfreeze_lr),
-                               step_epochs=())
+                               step_epochs=(), unfreeze_at=0)
 
 
 def unfreeze(model) -> None:
