@@ -26,7 +26,9 @@ FLOWERS = Path(__file__).resolve().parents[2] / "shared" / "data" / "flowers" / 
 # added here, or the test below fails); the family is what decides whether a model converts.
 CHEAP = {"wrn-{depth}-{width}": "wrn-10-1", "alphazero-{blocks}-{filters}": "alphazero-2-8",
          "resnet-{depth}": "resnet-8", "revnet-{depth}": "revnet-38"}
-LARGE = {"xception"}  # a 71-pixel minimum and 20M parameters: a slow conversion (-m large)
+# -m large: xception (a 71-pixel minimum, 20M parameters) and the other pretrained backbones
+# (issue 20), whose conversions took 20-90 s each of a default run's ~22 minutes on 2 cores
+LARGE = {"xception", "efficientnet-lite0", "efficientnet-b0", "mobilenetv3-large", "resnet50"}
 
 
 def _sample(n=8):
