@@ -476,7 +476,7 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals, pro
                 data.train.epoch_callback(config.steps_per_epoch or None)
             if not trains_backbone and transfer.uses_features(config, topology.process_count):
                 if features is None:  # the frozen backbone's features, once (transfer.py)
-                    features = _frozen_features(config, model, data, workdir, progress if chief else Progress())
+                    features = _frozen_features(config, model, data, workdir, progress)  # one process: the chief
                 head, train_features, val_features = features
                 _compile_head(head, model, config)
                 fitted, epochs_callback = head, keras.callbacks.Callback()
@@ -535,13 +535,13 @@ def _frozen_features(config, model, data, workdir: Path, progress: Progress):
     backbone run once over every training and validation image (`transfer`), through
     `layerkit.forward.Forward`, the one forward-pass function (ONNX Runtime on a CPU where it
     pays, the graph cached in the run's onnx-cache/)."""
-    from layerkit.forward import CACHE_FOLDER, Forward
+    from layerkit.training.inference import run_forward
 
     extractor, head = transfer.split(model)
     began = time.perf_counter()
     images = len(data.train.labels) + (len(data.validation.labels) if data.validation is not None else 0)
-    forward = Forward(extractor, images=images, batch_size=data.train.batch_size,
-                      cache_dir=workdir / CACHE_FOLDER if progress.verbose else None, verbose=bool(progress.verbose))
+    forward = run_forward(extractor, workdir, images=images, batch_size=data.train.batch_size,
+                          verbose=bool(progress.verbose))
     with progress.phase(f"the frozen backbone's features of {images} images", title=True):
         train = (transfer.compute_features(forward, transfer.ordered(data.train)), data.train.labels)
         val = None
