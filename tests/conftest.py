@@ -2,10 +2,42 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
-os.environ["LAYERKIT_CACHE_DIR"] = "off"  # no persistent compilation cache, unless a test is about it
+# One persistent compilation cache for the whole session, as a user's runs have one by default
+# (layerkit.training.compilation): made empty by the controlling process (pytest_configure below),
+# shared by the xdist workers, the CLI processes the tests start and the workers' own compilations,
+# removed at the end. A program compiled by one test is loaded by the next one that compiles it
+# (the same executable, so the same bits); tests about the cache set their own folder.
+SESSION_CACHE = "LAYERKIT_TEST_SESSION_CACHE"
+os.environ["LAYERKIT_CACHE_DIR"] = os.environ.get(SESSION_CACHE) or "off"
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+
+
+def pytest_configure(config):
+    import tempfile
+
+    if SESSION_CACHE in os.environ:  # an xdist worker (its controller made the folder), or a nested run
+        _use_session_cache()
+        return
+    folder = tempfile.mkdtemp(prefix="layerkit-test-jax-cache-")
+    config._layerkit_session_cache = folder
+    os.environ[SESSION_CACHE] = os.environ["LAYERKIT_CACHE_DIR"] = folder
+    _use_session_cache()
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    folder = getattr(config, "_layerkit_session_cache", None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _use_session_cache():
+    from layerkit.training.compilation import use_persistent_cache
+
+    use_persistent_cache()
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,7 @@
 """Checkpoints load anywhere: after `import layerkit` alone, with plain Keras or `layerkit.load_model`."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -22,7 +23,13 @@ DECORATOR = re.compile(r"@keras\.saving\.register_keras_serializable\([^)]*\)\s*
 
 
 def _python(code: str, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    """`code` in a fresh Python. Its compilations use the test session's persistent cache
+    (tests/conftest.py), as JAX's own environment variables set it up: building a model compiles
+    an initialiser per weight shape, which a model built in this process has already compiled."""
+    env = dict(os.environ)
+    if env.get("LAYERKIT_CACHE_DIR", "off") != "off":
+        env.update(JAX_COMPILATION_CACHE_DIR=env["LAYERKIT_CACHE_DIR"], JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_serializable_modules_list_every_registered_class():

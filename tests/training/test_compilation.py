@@ -74,13 +74,16 @@ def test_cache_dir_from_the_environment(environ, expected):
 
 
 def test_the_users_own_jax_cache_is_left_alone(tmp_path):
-    assert use_persistent_cache({"LAYERKIT_CACHE_DIR": "off"}) is None
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path / "theirs"))  # nothing compiles meanwhile
+    previous = jax.config.values["jax_compilation_cache_dir"]  # the test session's (conftest)
+    jax.config.update("jax_compilation_cache_dir", None)
     try:
+        assert use_persistent_cache({"LAYERKIT_CACHE_DIR": "off"}) is None
+        assert jax.config.values["jax_compilation_cache_dir"] is None
+        jax.config.update("jax_compilation_cache_dir", str(tmp_path / "theirs"))  # nothing compiles meanwhile
         assert use_persistent_cache({"LAYERKIT_CACHE_DIR": str(tmp_path / "ours")}) is None
         assert jax.config.values["jax_compilation_cache_dir"] == str(tmp_path / "theirs")
     finally:
-        jax.config.update("jax_compilation_cache_dir", None)
+        jax.config.update("jax_compilation_cache_dir", previous)
     assert not (tmp_path / "ours").exists()
 
 

@@ -104,3 +104,22 @@ def test_after_a_plain_restore_ctrl_c_is_a_keyboard_interrupt_again(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and "interrupted" in done.stdout, (done.returncode, done.stderr[-2000:])
+
+
+@pytest.mark.parametrize("stopping", [True, False])
+def test_after_a_stop_the_interpreters_teardown_ignores_further_signals(stopping):
+    """CPython's teardown puts the default handlers back after the exit functions: a signal in
+    that window killed a stopped CLI (status -2, seen with a warm compilation cache) instead of
+    letting it end with 130. After a stop, the last exit function ignores the signals; without a
+    stop, nothing changes."""
+    code = (
+        "import atexit, signal, sys\n"
+        "from layerkit.training.stop import StopSignals\n"
+        "s = StopSignals().install()\n"
+        f"s.restore(stopping={stopping})\n"
+        "atexit._run_exitfuncs()\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN, signal.getsignal(signal.SIGTERM) is signal.SIG_IGN)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(stopping)] * 2

@@ -17,6 +17,7 @@ A run also stops when it diverges (`DivergedError`, exit status 5): a loss that 
 per step) or weights that are not finite at an epoch end. That epoch is never saved.
 """
 
+import atexit
 import os
 import signal
 import threading
@@ -56,6 +57,7 @@ class StopSignals:
         self._previous = {}
         self._wakeup = None
         self._pipe = None
+        self._ending = False
 
     def install(self) -> "StopSignals":
         if threading.current_thread() is not threading.main_thread() or self._pipe is not None:
@@ -66,6 +68,11 @@ class StopSignals:
         self._wakeup = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
         for sig in SIGNALS:
             self._previous[sig] = signal.signal(sig, _counted_by_the_watcher)
+        # Registered first, so called last of the exit functions (they run in reverse order):
+        # after a stop, the interpreter's own teardown follows, during which CPython puts the
+        # default handlers back (a signal then would kill the process instead of ending it with
+        # the stop's status); ignoring the signals from here on lets it end as it was ending.
+        atexit.register(self._quiet_teardown)
         threading.Thread(target=self._watch, args=(read_fd,), name="layerkit-stop-signals", daemon=True).start()
         return self
 
@@ -76,6 +83,7 @@ class StopSignals:
         shutdown code then runs."""
         if self._pipe is None:
             return
+        self._ending = stopping
         for sig, previous in self._previous.items():
             signal.signal(sig, (lambda signum, frame, hint=self.hint: _stop_at_once(signum, frame, hint))
                           if stopping else previous)
@@ -83,6 +91,11 @@ class StopSignals:
         self._previous = {}
         os.close(self._pipe[1])  # the watcher's read returns b"" and it ends
         self._pipe = None
+
+    def _quiet_teardown(self) -> None:
+        if self._ending and threading.current_thread() is threading.main_thread():
+            for sig in SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
 
     def _watch(self, read_fd):
         try:
