@@ -166,14 +166,16 @@ def test_progress_lines_come_when_stdout_is_a_file_and_evaluate_names_the_epoch(
     stamped += [(time.monotonic(), line) for line in log.read_text().split("\n")[seen:] if line]
     lines = [line for _, line in stamped]
     assert "Epoch 1/1" in lines  # the epoch header, also with one epoch
-    # The epoch (which compiles the step) lasts seconds: several lines. The final evaluation may
-    # last under 0.4 s (seen on CI): at least one line. While either runs, no gap of 10 s or more
-    # (every 0.2 s, with room for a loaded machine), up to the first line of what comes next.
-    for phase, least in (("  epoch 1/1: step", 2), ("  final evaluation: end-of-training weights", 1)):
-        at = [i for i, (_, line) in enumerate(stamped) if line.startswith(phase)]
-        assert len(at) >= least, (phase, lines)
-        beats = [stamped[i][0] for i in at] + [stamped[at[-1] + 1][0]]
-        assert max(np.diff(beats)) < 10, (phase, np.diff(beats))
+    # The epoch (which compiles the step) lasts seconds: several heartbeat lines. The final
+    # evaluation can end within 0.2 s (seen on CI with warm compilation caches): its title line
+    # at least. While either runs, no gap of 10 s or more between lines (every 0.2 s, with room
+    # for a loaded machine), from its first line to the first line of what comes next.
+    for phase, beats_at_least in (("epoch 1/1: step", 2), ("final evaluation: end-of-training weights", 0)):
+        at = [i for i, (_, line) in enumerate(stamped) if line.lstrip().startswith(phase)]
+        beats = [i for i in at if stamped[i][1].startswith("  ")]
+        assert at and len(beats) >= beats_at_least, (phase, lines)
+        times = [t for t, _ in stamped[at[0]:at[-1] + 2]]
+        assert max(np.diff(times)) < 10, (phase, np.diff(times))
     assert any("6view TTA" in line for line in lines)  # TTA is a phase of its own
 
     # evaluate on a run that has not finished: which epoch's weights, and no mention of state.json
