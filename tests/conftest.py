@@ -9,6 +9,10 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 # (the same executable, so the same bits); tests about the cache set their own folder.
 SESSION_CACHE = "LAYERKIT_TEST_SESSION_CACHE"
 os.environ["LAYERKIT_CACHE_DIR"] = os.environ.get(SESSION_CACHE) or "off"
+# Side files of shards layerkit did not write go to a per-user cache: the session's, never ~/.cache.
+os.environ["LAYERKIT_RECORDS_CACHE"] = os.path.join(
+    os.environ.get(SESSION_CACHE) or os.path.join(os.environ.get("TMPDIR", "/tmp"), "layerkit-test-records"),
+    "records")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
@@ -23,6 +27,7 @@ def pytest_configure(config):
     folder = tempfile.mkdtemp(prefix="layerkit-test-jax-cache-")
     config._layerkit_session_cache = folder
     os.environ[SESSION_CACHE] = os.environ["LAYERKIT_CACHE_DIR"] = folder
+    os.environ["LAYERKIT_RECORDS_CACHE"] = os.path.join(folder, "records")
     _use_session_cache()
 
 

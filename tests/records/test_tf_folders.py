@@ -1,6 +1,7 @@
 """Folders TensorFlow wrote (fixtures/make_tf_fixtures.py, TF 2.21): each opens, verifies, reports
 `info`, indexes and trains one --smoke epoch through the CLI, with no dataset.json or side file."""
 
+import fnmatch
 import gzip
 import hashlib
 import json
@@ -13,7 +14,7 @@ import pytest
 
 from layerkit import cli
 from layerkit.data.sources import TFRecordSource, open_dataset
-from layerkit.records import RecordError, index_records, records_info, verify_records
+from layerkit.records import RecordError, index_records, records_info, verify_records, write_records
 from layerkit.records.tfrecord import ShardReader, inflate
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -46,7 +47,11 @@ def test_opens_verifies_infos_and_indexes_as_tensorflow_reads_it(folder):
     assert info["classes"] == {"0": 5, "1": 5} and info["image_sizes"] == {"8x8": 10}
     assert info["keys"] == KEYS[name]
     assert info["compression"] == [{"gzip": "GZIP", "zlib": "ZLIB"}.get(name, "none")]
+    shards = sorted(p.name for p in folder.iterdir())
     assert index_records(folder)["records"] == 10
+    # the side files went to the per-user cache: the folder holds its shards alone, so a
+    # TensorFlow user's globs (train-*, *-of-*, *.tfrec*) still match shards only
+    assert sorted(p.name for p in folder.iterdir()) == shards
     again = TFRecordSource(folder)
     assert set(again.labels_source) == {"labels file"}  # opening reads no record now
     assert _as_tf_reads(again) == REFERENCE[name]
@@ -78,6 +83,8 @@ def test_cli_verify_info_index_on_a_tf_folder(tmp_path, capsys, monkeypatch):
     assert "records: 10 in 2 shards" in out and "keys: flowers; compression: none" in out
     assert cli.main(["records", "index", str(folder)]) == 0
     assert "indexed 10 records in 2 shards" in capsys.readouterr().out
+    assert sorted(p.name for p in folder.iterdir()) == ["flowers00-5.tfrec", "flowers01-5.tfrec"]
+    assert sorted(fnmatch.filter(os.listdir(folder), "*.tfrec*")) == ["flowers00-5.tfrec", "flowers01-5.tfrec"]
     assert cli.main(["records", "verify", str(folder / "flowers00-5.tfrec")]) == 0  # one shard, named
     assert "ok: 5 records in 1 shards" in capsys.readouterr().out
 
@@ -120,3 +127,25 @@ def test_trains_one_smoke_epoch_through_the_cli(name, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["test_images"] == 2 and results["splits"]["train"]["images"] == 6
+
+
+def test_side_files_of_a_foreign_shard_are_named_after_its_identity(tmp_path, monkeypatch):
+    """A TF-written shard's side files live in $LAYERKIT_RECORDS_CACHE under a name made of the
+    shard's identity: a shard changed afterwards (another size and time) is scanned again, never
+    read with the old index; a layerkit-written folder keeps them beside its shards."""
+    monkeypatch.setenv("LAYERKIT_RECORDS_CACHE", str(tmp_path / "cache"))
+    folder = Path(shutil.copytree(FIXTURES / "tf_folders" / "standard", tmp_path / "standard"))
+    index_records(folder)
+    assert len(list((tmp_path / "cache").iterdir())) == 4  # an index and a labels file per shard
+    assert set(TFRecordSource(folder).labels_source) == {"labels file"}
+    shard = folder / "train.tfrecord-00000-of-00002"
+    end = int(ShardReader(shard).offsets[2])
+    shard.write_bytes(shard.read_bytes()[:end])  # rewritten: its first two records only
+    changed = TFRecordSource(folder)
+    assert changed.labels_source == ["scan", "labels file"] and len(changed) == 2 + 5
+
+    written = tmp_path / "ours"
+    write_records(TFRecordSource(folder / "train.tfrecord-00001-of-00002"), written, shards=1)
+    names = sorted(p.name for p in written.iterdir())
+    assert [n for n in names if n.endswith((".index", ".labels"))] == [
+        "records-00000-of-00001.tfrecord.index", "records-00000-of-00001.tfrecord.labels"], names

@@ -29,6 +29,7 @@ from layerkit.records.example import (
 )
 from layerkit.records.labels import COLUMN_NAMES, labels_path, load_labels, scan_labels, write_labels
 from layerkit.records.tfrecord import (
+    DATASET_FILE,
     FOOTER_BYTES,
     RecordError,
     ShardReader,
@@ -40,7 +41,6 @@ from layerkit.records.tfrecord import (
     shard_paths,
 )
 
-DATASET_FILE = "dataset.json"
 MAX_DATASET_JSON_BYTES = 64 * 1024 * 1024  # a folder of a million shards stays below this
 
 

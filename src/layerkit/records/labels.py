@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from layerkit._atomic import atomic_write
 from layerkit.records.example import DEFAULT_KEYS, parse_image_example
-from layerkit.records.tfrecord import FRAME_BYTES, LABELS_SUFFIX, RecordError, crc32c, read_npy_int64
+from layerkit.records.tfrecord import (FRAME_BYTES, LABELS_SUFFIX, RecordError, crc32c, read_npy_int64, side_path,
+                                       write_side_file)
 
 COLUMNS = 4  # label, image start, image size, masked CRC
 COLUMN_NAMES = ("label", "image start", "image size", "CRC")
@@ -32,8 +32,9 @@ MAGIC = 0x6C6B6C6231  # "lklb1": the trailer of a labels file with its checksum
 TRAILER = 4  # MAGIC, records, shard bytes, checksum
 
 
-def labels_path(shard) -> Path:
-    return Path(str(shard) + LABELS_SUFFIX)
+def labels_path(shard, beside: bool | None = None) -> Path:
+    """Where `shard`'s labels file is (or goes): `layerkit.records.tfrecord.side_path`."""
+    return side_path(shard, LABELS_SUFFIX, beside)
 
 
 def scan_labels(reader, keys=DEFAULT_KEYS) -> np.ndarray:
@@ -61,16 +62,16 @@ def checksum(rows, offsets) -> int:
     return crc32c(rows.tobytes() + offsets.tobytes() + struct.pack("<q", len(rows)))
 
 
-def write_labels(shard, rows, offsets) -> None:
+def write_labels(shard, rows, offsets, beside: bool | None = None) -> None:
     """Write `shard`'s labels file: `rows` (n, 4) and the trailer binding them to the shard's
-    `offsets` (n + 1, the last one its size)."""
+    `offsets` (n + 1, the last one its size). `beside`: as `side_path`'s."""
     rows = np.asarray(rows, dtype="<i8").reshape(-1, COLUMNS)
     offsets = np.asarray(offsets, dtype="<i8")
     if len(offsets) != len(rows) + 1:
         raise ValueError(f"{shard}: {len(rows)} label rows for {len(offsets) - 1} records")
     trailer = np.asarray([MAGIC, len(rows), offsets[-1], checksum(rows, offsets)], "<i8")
     flat = np.concatenate([rows.reshape(-1), trailer])
-    atomic_write(labels_path(shard), lambda f: np.save(f, flat, allow_pickle=False))
+    write_side_file(labels_path(shard, beside), lambda f: np.save(f, flat, allow_pickle=False))
 
 
 def load_labels(reader, num_classes: int | None = None):

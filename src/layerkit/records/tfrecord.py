@@ -22,6 +22,7 @@ naming the shard, the record and its byte offset.
 """
 
 import errno
+import hashlib
 import io
 import os
 import re
@@ -46,6 +47,8 @@ MAX_DECOMPRESSED_BYTES = 1 << 30  # a GZIP/ZLIB shard is decompressed into memor
 COMPRESSIONS = ("", "GZIP", "ZLIB")  # TensorFlow's compression_type values ("": none)
 INDEX_SUFFIX = ".index"
 LABELS_SUFFIX = ".labels"  # the labels file beside a shard: layerkit.records.labels
+DATASET_FILE = "dataset.json"  # a folder layerkit wrote: its side files are beside its shards
+SIDE_CACHE_ENV = "LAYERKIT_RECORDS_CACHE"  # side files of other shards: side_cache_dir()
 _MASK_DELTA = 0xA282EAD8
 _U32 = 0xFFFFFFFF
 
@@ -179,8 +182,43 @@ def decode_record(frame, path=None, index=None, offset=None, max_record_bytes=MA
 # === Index ===
 
 
-def index_path(shard) -> Path:
-    return Path(os.fspath(shard) + INDEX_SUFFIX)
+def index_path(shard, beside: bool | None = None) -> Path:
+    """Where `shard`'s offset index is (or goes): `side_path`."""
+    return side_path(shard, INDEX_SUFFIX, beside)
+
+
+def side_path(shard, suffix: str, beside: bool | None = None) -> Path:
+    """Where `shard`'s side file (``.index``, ``.labels``) is, or is written.
+
+    Beside the shard (``SHARD.index``) for folders layerkit writes (they hold a ``dataset.json``)
+    and wherever one is already there; for any other shard (TensorFlow's, a read-only folder's)
+    in the per-user cache `side_cache_dir`, named after the shard's identity (its real path, size,
+    modification time and inode), so that no glob of the user's (``train-*``) ever matches a
+    layerkit file and a folder needs no write access. A shard changed since is another identity
+    (the old entry is never read for it). `beside`: force either place (the writer's own shards)."""
+    near = Path(os.fspath(shard) + suffix)
+    if beside is None:
+        beside = os.path.lexists(near) or os.path.lexists(near.parent / DATASET_FILE)
+    if beside:
+        return near
+    try:
+        st = os.stat(shard)
+    except OSError:
+        return near  # no shard to name: its opening says so
+    key = f"{os.path.realpath(shard)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_dev}"
+    return side_cache_dir() / f"{near.name}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+
+
+def side_cache_dir(environ=None) -> Path:
+    """The per-user folder of side files for shards layerkit did not write:
+    ``$LAYERKIT_RECORDS_CACHE``, else ``$XDG_CACHE_HOME/layerkit/records``
+    (``~/.cache/layerkit/records``). Nothing there is trusted: every side file is checked
+    against its shard when read (sizes, offsets, checksums) and rebuilt from it otherwise."""
+    environ = os.environ if environ is None else environ
+    chosen = environ.get(SIDE_CACHE_ENV)
+    if chosen:
+        return Path(chosen).expanduser()
+    return Path(environ.get("XDG_CACHE_HOME") or Path("~/.cache").expanduser()) / "layerkit" / "records"
 
 
 def scan_offsets(path, max_record_bytes=MAX_RECORD_BYTES) -> np.ndarray:
@@ -384,17 +422,25 @@ def load_index(path, size: int) -> tuple[np.ndarray | None, str | None]:
     return (None, f"{ipath}: {problem}") if problem else (offsets, None)
 
 
-def write_index(path, offsets=None, max_record_bytes=MAX_RECORD_BYTES, size=None) -> np.ndarray:
-    """Write ``path.index`` (scanning the shard when `offsets` is not given); return the offsets.
-    `size` is the shard's size (decompressed, for a compressed shard); default: the file's."""
+def write_index(path, offsets=None, max_record_bytes=MAX_RECORD_BYTES, size=None, beside=None) -> np.ndarray:
+    """Write the shard's index (scanning the shard when `offsets` is not given) where `index_path`
+    puts it; return the offsets. `size` is the shard's size (decompressed, for a compressed
+    shard); default: the file's. `beside`: as `side_path`'s."""
     if offsets is None:
         offsets = scan_offsets(path, max_record_bytes)
     offsets = np.asarray(offsets, np.int64)
     problem = check_offsets(offsets, os.path.getsize(path) if size is None else size)
     if problem:
         raise RecordError(f"cannot write index: {problem}", path)
-    atomic_write(index_path(path), lambda f: np.save(f, offsets, allow_pickle=False))
+    write_side_file(index_path(path, beside), lambda f: np.save(f, offsets, allow_pickle=False))
     return offsets
+
+
+def write_side_file(where: Path, content) -> None:
+    """`atomic_write` of a side file; the per-user cache folder is made (private) when needed."""
+    if not where.parent.exists() and where.parent == side_cache_dir():
+        where.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    atomic_write(where, content)
 
 
 # === Writer ===
@@ -454,7 +500,7 @@ class ShardWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            stale = index_path(self.path)
+            stale = index_path(self.path, beside=True)
             if stale.is_dir() and not stale.is_symlink():
                 raise RecordError("a folder stands where the shard's index goes", stale)
             if os.path.lexists(stale):
@@ -464,7 +510,7 @@ class ShardWriter:
             self.abort()
             raise
         if self.index:
-            write_index(self.path, self._offsets)  # its rename fsyncs the folder, the shard's rename too
+            write_index(self.path, self._offsets, beside=True)  # its rename fsyncs the folder, the shard's too
         else:
             fsync_dir(self.path.parent)
 

@@ -146,7 +146,7 @@ def write_records(
                         sizes[f"{h}x{w}"] += 1
                     bar.update(bounds[k] + lo + len(idx))
             shard_list.append({"file": path.name, "records": len(part), "bytes": path.stat().st_size})
-            write_labels(path, rows, writer.offsets)
+            write_labels(path, rows, writer.offsets, beside=True)  # layerkit's own folder
         info = {
             "format": FORMAT,
             "source": source_name,
@@ -163,7 +163,7 @@ def write_records(
         atomic_write(out / DATASET_FILE, json.dumps(info, indent=2) + "\n")
     except BaseException:
         for s in shard_list:  # no partial data set: drop the shards this call finished
-            for p in (out / s["file"], index_path(out / s["file"]), labels_path(out / s["file"])):
+            for p in (out / s["file"], index_path(out / s["file"], True), labels_path(out / s["file"], True)):
                 p.unlink(missing_ok=True)
         if made is not None:  # and the folders it made, if nothing else went into them
             for p in [out.absolute(), *out.absolute().parents]:
