@@ -33,6 +33,9 @@ def test_help_lists_every_command(capsys):
     (["train", "--smoke", "--batch-size", "-8"], "--batch-size must be an int >= 0 (0 = fitted to the data). Received: -8"),
     (["train", "--smoke", "train_limit=-1"], "'train_limit' must be an int >= 0 (0 = all). Received: -1"),
     (["train", "--smoke", "lr=inf"], "'lr' must be a finite number > 0. Received: inf"),
+    (["train", "--smoke", "checkpoint_every=10parsecs"],
+     "'checkpoint_every' must be a number of steps >= 1 (50) or a time > 0 with a unit s, min or h (30s, 10min, "
+     "1.5h); \"\" or 0 = off (epoch checkpoints only). Received: '10parsecs'"),
     (["models", "resnet-33"], "Received: depth=33"),
     (["models", "vgg19"], "Unknown model 'vgg19'. Valid names:"),
     (["models", "wrn-40-2", "--input-shape", "32x32"], "--input-shape must look like 32x32x3"),

@@ -1,7 +1,9 @@
-"""Stops that stop: the first SIGINT/SIGTERM ends the run at the epoch's end (exit 130), the
-second at once, even during start-up; the last checkpoint stays intact either way."""
+"""Stops that stop: the first SIGINT ends the run at the epoch's end (exit 130), the first
+SIGTERM at the next step boundary after a step checkpoint (exit 143), the second at once, even
+during start-up; the last checkpoint stays intact either way."""
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -14,9 +16,9 @@ from layerkit.training.checkpoints import read_state
 OVERRIDES = ["epochs=200", "train_limit=256", "test_limit=32", "batch_size=32", "report=false"]
 
 
-def _start(out):
+def _start(out, overrides=OVERRIDES):
     return subprocess.Popen([sys.executable, "-m", "layerkit.cli", "train", "--smoke", "--out", str(out),
-                             *OVERRIDES], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             *overrides], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
@@ -30,17 +32,41 @@ def _wait_for_epoch(proc, out, epochs=1):
     pytest.fail(f"no epoch completed: {proc.poll()}")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_one_signal_stops_after_the_epoch_with_status_130(tmp_path, sig):
+def test_one_ctrl_c_stops_after_the_epoch_with_status_130(tmp_path):
     out = tmp_path / "run"
     proc = _start(out)
     _wait_for_epoch(proc, out)
-    proc.send_signal(sig)
+    proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 130, err[-3000:]
     assert "stopping after this epoch" in err and "stopped after epoch" in err and "--resume" in err
     done = read_state(out)["epochs_completed"]
     assert 1 <= done < 200 and not (out / "results.json").exists()
+
+
+def test_sigterm_saves_a_step_checkpoint_and_exits_143_within_seconds(tmp_path):
+    """A preemption notice with checkpoint_every off: epochs of 256 steps (and 4 validation
+    batches), SIGTERM a moment into the second; the run saves where it stands and exits 143 in
+    about a step and a save (the exact resume from that step: test_preempt.py)."""
+    out = tmp_path / "run"
+    proc = _start(out, ["epochs=200", "train_limit=2048", "test_limit=32", "batch_size=8", "report=false"])
+    _wait_for_epoch(proc, out)
+    time.sleep(random.Random(0).uniform(0.1, 0.4))
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=600)
+    seconds = time.monotonic() - sent
+    print(f"SIGTERM to exit: {seconds:.2f} s (the run said: {[line for line in err.splitlines() if 'exiting' in line]})")
+    assert proc.returncode == 143, err[-3000:]
+    assert "SIGTERM: saving a step checkpoint at the next step boundary" in err and "after the SIGTERM" in err
+    assert f"continue with `layerkit train --resume --out {out}`" in err
+    assert seconds < 60  # a hang guard: not the rest of the epoch nor of the 200-epoch run
+    state = read_state(out)
+    if "SIGTERM: stopped at step" in err:  # the usual case: the signal landed among the training steps
+        assert state["step"] > 0 and state["last"] == f"checkpoints/step-{state['epochs_completed'] * 256 + state['step']:08d}.keras"
+    else:  # it landed in the epoch's validation or checkpoint: the epoch end stopped it
+        assert "stopped after epoch" in err and "step" not in state
+    assert not (out / "results.json").exists()
 
 
 def test_a_second_signal_stops_at_once_and_keeps_the_checkpoint(tmp_path):

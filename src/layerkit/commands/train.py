@@ -60,7 +60,7 @@ NUMBER_FLAGS = ("epochs", "batch_size", "seed", "runs", "devices", "num_processe
 
 
 def run(args):
-    from layerkit.training.stop import STOPPED, StopSignals
+    from layerkit.training.stop import StopSignals, exit_status
 
     signals = StopSignals().install()  # first thing: a Ctrl-C during start-up is handled too
     try:
@@ -70,7 +70,12 @@ def run(args):
         results = _run(args, signals)
     finally:
         signals.restore(stopping=signals.requested)  # a signal during shutdown still stops at once
-    return STOPPED if results.get("stopped") else 0
+    if not results.get("stopped"):
+        return 0
+    if signals.received_at is not None:
+        print(f"layerkit: exiting {time.monotonic() - signals.received_at:.2f} s after the "
+              f"{'SIGTERM' if signals.preempt else 'signal'}", file=sys.stderr)
+    return exit_status(signals)  # 143 after SIGTERM, 130 after Ctrl-C
 
 
 def _run(args, signals) -> dict:

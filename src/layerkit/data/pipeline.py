@@ -191,6 +191,11 @@ class Pipeline(keras.utils.PyDataset):
             self._start, self._end = start, start + min(steps, n - position)
             self._next = start
 
+    def epoch_step(self, batch):
+        """The data step of batch `batch` (from 0) of the Keras epoch begun last: where a step
+        checkpoint taken before that batch resumes (`restore` of that step)."""
+        return self._start + int(batch)
+
     def begin_training(self):
         """A fit begins (`EpochCallback.on_train_begin`): its epochs continue from where the
         pipeline stands (`state()`), not from the Keras epoch numbers of an earlier fit."""

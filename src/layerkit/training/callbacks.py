@@ -46,8 +46,9 @@ class RunLogger(keras.callbacks.Callback):
         if logs is None:
             return
         seconds = time.perf_counter() - self._start
+        steps = (self.params or {}).get("steps") or self.steps_per_epoch  # this fit's: fewer in a resumed partial epoch
         logs["lr"] = self._epoch_lr  # the lr the epoch started with
-        logs["images_per_sec"] = self.steps_per_epoch * self.images_per_step / max(seconds, 1e-9)
+        logs["images_per_sec"] = steps * self.images_per_step / max(seconds, 1e-9)
         logs["epoch_seconds"] = seconds
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 
 
@@ -64,6 +65,7 @@ class Config:
     seed: int = 0
     tta: str = "none"  # test-time augmentation in the final evaluation: none, flip, 6view (flip x 3 shifts)
     steps_per_epoch: int = 0  # 0 = a full pass over the training split
+    checkpoint_every: str = ""  # also a step checkpoint every N steps (50) or every so long (30s, 10min, 2h); "" or 0 = epoch ends only
     report: bool = True  # write plots and report.md at the end
     fast_compile: bool = False  # XLA optimisations mostly off: ~half the compile time, steps ~1.3-1.5x slower (smoke runs)
 
@@ -102,8 +104,9 @@ class Range:
     `interval`: ">= 1", "> 0", "[0, 1)", "(0, 1)" ... (for a tuple: each element's); floats must
     be finite. `note` says what a special value means ("0 = all")."""
 
-    def __init__(self, kind, interval: str = "", choices: tuple = (), note: str = ""):
+    def __init__(self, kind, interval: str = "", choices: tuple = (), note: str = "", parse=None, words: str = ""):
         self.kind, self.interval, self.choices, self.note = kind, interval, tuple(choices), note
+        self.parse, self.words = parse, words  # a str key with a syntax: its parser (ValueError when bad), in words
         self._bounds = _parse_interval(interval)
 
     def _number_ok(self, x) -> bool:
@@ -125,9 +128,16 @@ class Range:
             return isinstance(value, tuple) and all(self._number_ok(v) for v in value)
         if not isinstance(value, kind):
             return False
+        if self.parse is not None:
+            try:
+                self.parse(value)
+            except ValueError:
+                return False
         return not self.choices or value in self.choices
 
     def describe(self) -> str:
+        if self.words:
+            return self.words
         if self.choices:
             return "one of " + ", ".join(self.choices)
         words = {int: "an int", float: "a finite number", bool: "true or false", str: "a string",
@@ -147,6 +157,24 @@ def _parse_interval(text: str):
         return float(text.lstrip(">=").strip()), not text.startswith(">="), None, False
     low, high = text[1:-1].split(",")
     return float(low), text[0] == "(", float(high), text[-1] == ")"
+
+
+SECONDS = {"s": 1, "min": 60, "h": 3600}
+_EVERY = re.compile(r"(\d+(?:\.\d+)?)(s|min|h)?")
+
+
+def checkpoint_every(text: str):
+    """``checkpoint_every``: ("steps", N), ("seconds", S) or None (off: "" or 0). A bare integer
+    is a number of steps; a number with s, min or h a time. ValueError when it is neither."""
+    text = text.strip().replace(" ", "")
+    if text in ("", "0"):
+        return None
+    match = _EVERY.fullmatch(text)
+    if not match or (match[2] is None and "." in match[1]) or float(match[1]) <= 0:
+        raise ValueError(text)
+    if match[2] is None:
+        return "steps", int(match[1])
+    return "seconds", float(match[1]) * SECONDS[match[2]]
 
 
 # ONE table: every config key and every CLI flag that is not one, with its type and range. The
@@ -197,6 +225,9 @@ RANGES = {
     "seed": Range(int, "[0, 4294967296)"),
     "tta": Range(str, choices=("none", "flip", "6view")),
     "steps_per_epoch": Range(int, ">= 0", note="0 = a full pass"),
+    "checkpoint_every": Range(str, parse=checkpoint_every,
+                              words="a number of steps >= 1 (50) or a time > 0 with a unit s, min or h (30s, 10min, "
+                                    "1.5h); \"\" or 0 = off (epoch checkpoints only)"),
     "report": Range(bool),
     "fast_compile": Range(bool),
     # --- CLI flags of `layerkit train` that are not config keys (a launch's, or --runs) ---
@@ -230,6 +261,8 @@ def _typed(name, value):
         return float(value)
     if kind is str and isinstance(value, os.PathLike):
         return os.fspath(value)
+    if kind is str and RANGES[name].parse is not None and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # checkpoint_every=50 from Python or JSON
     if kind is tuple and isinstance(value, list):
         return tuple(value)
     if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):

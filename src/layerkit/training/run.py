@@ -28,13 +28,13 @@ from layerkit.saving import load_weights
 from layerkit.training import report as reporting
 from layerkit.training.callbacks import (EpochProgress, GracefulStop, Heartbeat, HistoryCSV, Progress, RunLogger,
                                          StopOnNonFinite, TensorBoardLogger)
-from layerkit.training.checkpoints import (Checkpoints, fault_point, read_state, repair,
-                                           restore_seed_states, run_write)
+from layerkit.training.checkpoints import (Checkpoints, StateError, StepCheckpoints, fault_point, position,
+                                           read_state, repair, restore_seed_states, run_write)
 from layerkit.training.compilation import fast_compile
 from layerkit.training.rundir import MARKER, RunError, RunLock, claim_refusal
-from layerkit.training.stop import DivergedError, StopSignals
+from layerkit.training.stop import DivergedError, Preempted, StopSignals
 from layerkit.training import distribution as dist
-from layerkit.training.config import Config, validate
+from layerkit.training.config import Config, checkpoint_every, validate
 from layerkit.training.data import EvenBatches, RunData, load_data
 from layerkit.training.losses import NonFiniteStep, SparseCategoricalCrossentropy
 from layerkit.training.schedules import make_schedule
@@ -243,9 +243,8 @@ class ChiefCheckpoints(Checkpoints):
     """`Checkpoints` for process 0 of a multi-process run: it saves its own copy of the
     replicated state, with no collective the other processes would have to join."""
 
-    def on_epoch_end(self, epoch, logs=None):
-        with dist.local_view(self.model):
-            super().on_epoch_end(epoch, logs)
+    def view(self):
+        return dist.local_view(self.model)
 
 
 def _prepare(config: Config, workdir: Path, resume: bool, chief: bool = True):
@@ -380,11 +379,13 @@ def _finished(workdir: Path) -> bool:
 
 
 def make_callbacks(config: Config, workdir: Path, chief: bool, steps: int, schedule, checkpoints, stop,
-                   data_epochs, heartbeat=None, verbose=1, validation_steps=None) -> list:
+                   data_epochs, heartbeat=None, verbose=1, validation_steps=None, step_checkpoints=None) -> list:
     """The run's callbacks, `data_epochs` (the training Pipeline's, which tells it each epoch
-    as it begins) first. None works per step on the host (Keras dispatches them
-    asynchronously: tested), so the device is never left waiting for the record. `heartbeat`
-    (a `callbacks.Heartbeat`): progress lines within each epoch when stdout is no terminal."""
+    as it begins) first. None works per step on the host after a step (Keras dispatches them
+    asynchronously: tested), so the device is never left waiting for the record;
+    `step_checkpoints` (a `checkpoints.StepCheckpoints`, on every process) looks between steps
+    and syncs only when it saves. `heartbeat` (a `callbacks.Heartbeat`): progress lines within
+    each epoch when stdout is no terminal."""
     if chief:
         callbacks = [
             StopOnNonFinite(),
@@ -400,7 +401,21 @@ def make_callbacks(config: Config, workdir: Path, chief: bool, steps: int, sched
         callbacks = [StopOnNonFinite(), stop]
     if config.ema:
         callbacks.insert(1, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    if step_checkpoints is not None:
+        callbacks.append(step_checkpoints)  # its epoch begin after the others': the metrics it restores stay
     return [data_epochs, *callbacks]
+
+
+def _fits(config: Config, initial_epoch: int, skip: int):
+    """(first, end, trains_backbone, skip) of each `fit` of the run from `initial_epoch`: the
+    phases of `transfer.phases`, the one a mid-epoch resume falls in split after its partial
+    epoch (`skip`: the steps of that epoch already done)."""
+    for first, end, trains_backbone in transfer.phases(config, initial_epoch):
+        if skip and first == initial_epoch:
+            yield first, first + 1, trains_backbone, skip
+            first += 1
+        if first < end:
+            yield first, end, trains_backbone, 0
 
 
 def _verbosity(verbose, chief: bool) -> int:
@@ -442,13 +457,19 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals, pro
             if unfrozen:  # a resume in the second phase: the model as that phase compiled it
                 transfer.unfreeze(model)
             schedule = compile_model(model, transfer.phase_config(config, unfrozen), steps)
+        skip = state.get("step", 0) if state else 0  # steps of epoch initial_epoch + 1 already done
+        if skip and state["steps_per_epoch"] != steps:
+            raise StateError(f"{workdir / 'state.json'} was saved at {state['steps_per_epoch']} steps an epoch; this "
+                             f"run makes {steps}: the run cannot be resumed mid-epoch")
         if state:
             # Same construction path as the uninterrupted run, then the saved state:
-            # weights, optimizer slots and step, random-generator counters.
+            # weights, optimizer slots and step, random-generator counters (and, mid-epoch,
+            # the data position and the epoch's running metrics: below).
             model.optimizer.build(model.trainable_variables)
             load_weights(model, workdir / state["last"])
             restore_seed_states(model, state["seed_states"])
-            print(f"resuming {workdir} after epoch {initial_epoch} of {config.epochs}", file=sys.stderr)
+            print(f"resuming {workdir} after {position(state)} of {config.epochs} epochs" if skip
+                  else f"resuming {workdir} after epoch {initial_epoch} of {config.epochs}", file=sys.stderr)
             fault_point("resumed", initial_epoch)
         if chief:
             kept = f"; the decoded train split kept on {data.train.device}" if data.train.device is not None else ""
@@ -458,22 +479,28 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals, pro
                   f"batch {config.batch_size}, validation: {data.validation_name}){kept}", file=sys.stderr, flush=True)
 
         stop = GracefulStop(signals)
+        signals.at_steps = topology.process_count == 1  # several processes agree only at epoch ends
         checkpoints = (ChiefCheckpoints if topology.process_count > 1 else Checkpoints)(workdir)
         if state:
             checkpoints.restore(state)
+        step_checkpoints = StepCheckpoints(checkpoints if chief else None, checkpoint_every(config.checkpoint_every),
+                                           steps, data.train, signals)
+        step_checkpoints.restore(state)
         if chief:
             with run_write(workdir, "history.csv"):
                 _truncate_history(workdir / "history.csv", initial_epoch)
         validation = EvenBatches(data.validation) if topology.distributed and data.validation else data.validation
         features = None
         start = time.perf_counter()
-        for first, end, trains_backbone in transfer.phases(config, initial_epoch):
+        preempted = None
+        for first, end, trains_backbone, skipped in _fits(config, initial_epoch, skip):
             if trains_backbone and not unfrozen:  # the second phase of fine-tuning begins
                 transfer.unfreeze(model)
                 schedule = compile_model(model, transfer.phase_config(config, True), steps)
                 unfrozen = True
-            fitted, train, val, epochs_callback = model, data.train, validation, \
-                data.train.epoch_callback(config.steps_per_epoch or None)
+            # a resumed partial epoch runs its remaining steps from the saved data step
+            fit_steps = steps - skipped if skipped else config.steps_per_epoch or None
+            fitted, train, val, epochs_callback = model, data.train, validation, data.train.epoch_callback(fit_steps)
             if not trains_backbone and transfer.uses_features(config, topology.process_count):
                 if features is None:  # the frozen backbone's features, once (transfer.py)
                     features = _frozen_features(config, model, data, workdir, progress)  # one process: the chief
@@ -485,12 +512,21 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals, pro
                 transfer.save_whole_model(checkpoints, model)
             validation_steps = len(val) if fitted is model and val is not None else None
             callbacks = make_callbacks(config, workdir, chief, steps, schedule, checkpoints, stop, epochs_callback,
-                                       progress.heartbeat, verbose, validation_steps)
-            data.train.set_epoch(first)
+                                       progress.heartbeat, verbose, validation_steps,
+                                       step_checkpoints if fitted is model else None)
+            if skipped:
+                n = len(data.train)
+                data.train.restore({"epoch": state["data_step"] // n, "batch": state["data_step"] % n})
+                step_checkpoints.begin_fit(skipped, state["metrics"])
+            else:
+                data.train.set_epoch(first)
+                step_checkpoints.begin_fit()
             try:
-                fitted.fit(train, validation_data=val, epochs=end, initial_epoch=first,
-                           steps_per_epoch=config.steps_per_epoch or None,
+                fitted.fit(train, validation_data=val, epochs=end, initial_epoch=first, steps_per_epoch=fit_steps,
                            shuffle=False, verbose=verbose, callbacks=callbacks)
+            except Preempted as err:  # SIGTERM: a step checkpoint saved (one process), fit ended mid-epoch
+                preempted = err
+                break
             except DivergedError as err:
                 if chief:
                     _record_failure(workdir, err)
@@ -506,7 +542,15 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals, pro
             data.train.close()
             return {"process_index": topology.process_index, "epochs": config.epochs,
                     "train_seconds_this_session": round(train_seconds, 1), "stopped": stop.stopped}
-        done = (read_state(workdir) or {}).get("epochs_completed", 0)
+        saved = read_state(workdir) or {}
+        done = saved.get("epochs_completed", 0)
+        if preempted is not None:
+            where = f"at step {preempted.step} of epoch {preempted.epoch + 1}"
+            print(f"layerkit: SIGTERM: stopped {where}"
+                  + ("" if not saved else f" (the last checkpoint: {position(saved)}"
+                     + (", saved now" if preempted.saved else ", already saved") + ")")
+                  + f"; continue with `layerkit train --resume --out {workdir}`", file=sys.stderr)
+            return {"epochs_completed": done, "step": saved.get("step", 0), "stopped": True, "preempted": True}
         if done < config.epochs:
             print(f"layerkit: stopped after epoch {done} of {config.epochs}; continue with "
                   f"`layerkit train --resume --out {workdir}`", file=sys.stderr)

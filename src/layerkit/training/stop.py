@@ -1,5 +1,8 @@
-"""Ctrl-C and SIGTERM during a run: the first stops after the epoch in progress (its
-checkpoint is saved), the second ends the process at once.
+"""Ctrl-C and SIGTERM during a run: the first Ctrl-C (SIGINT) stops after the epoch in progress
+(its checkpoint is saved); the first SIGTERM (a preemption notice) saves a step checkpoint at
+the next step boundary and stops (`Preempted`, exit status 143), within about a step and a
+save, whatever the epoch length (`checkpoints.StepCheckpoints`). A second signal of either kind
+ends the process at once.
 
 Stopping at once is safe at any moment because a checkpoint is one atomic unit
 (`checkpoints.py`): the last committed epoch stays, and `--resume` continues from it.
@@ -10,7 +13,12 @@ returns from the C call it is in (a compilation, a device step), and two signals
 arrive meanwhile would count as one. So the second signal ends the process even while the
 main thread is busy.
 
-Exit status: 130 for a run stopped early, at an epoch end or at once (143 at once after SIGTERM).
+Exit status: 130 for a run stopped early by SIGINT, at an epoch end or at once; 143 (128 + 15)
+for one stopped by SIGTERM, at a step boundary, an epoch end or at once.
+
+Several processes agree at every epoch end on whether to stop (`callbacks.GracefulStop`); they
+do not agree on a step, so there a SIGTERM stops like a SIGINT, after the epoch (see
+docs/scale.md).
 
 A run also stops when it diverges (`DivergedError`, exit status 5): a loss that is not finite
 (seen inside the compiled step by `losses.NonFiniteStep`, read at the epoch end: no host sync
@@ -21,10 +29,12 @@ import atexit
 import os
 import signal
 import threading
+import time
 
 from layerkit.training.rundir import Worded
 
 STOPPED = 130
+PREEMPTED = 128 + signal.SIGTERM  # 143
 DIVERGED = 5
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -46,12 +56,26 @@ def diverged(what: str, epoch: int, step) -> DivergedError:
     return err
 
 
+class Preempted(RuntimeError):
+    """A SIGTERM stopped the run at a step boundary (`checkpoints.StepCheckpoints`), after a
+    step checkpoint was saved there (`saved`; False when the state at that boundary was already
+    committed). `epoch` (from 0) and `step` (steps done in it) say where."""
+
+    def __init__(self, epoch: int, step: int, saved: bool):
+        super().__init__(f"SIGTERM: stopped at step {step} of epoch {epoch + 1}")
+        self.epoch, self.step, self.saved = epoch, step, saved
+
+
 class StopSignals:
     """Installs the handlers (main thread only; elsewhere it does nothing); `requested` turns
-    True at the first signal."""
+    True at the first signal, and `preempt` too when it is SIGTERM (`received_at`: its
+    `time.monotonic()`)."""
 
     def __init__(self, hint: str = ""):
         self.requested = False
+        self.preempt = False
+        self.received_at = None
+        self.at_steps = True  # whether a SIGTERM stops at a step boundary (one process) or, like SIGINT, after the epoch
         self.count = 0
         self.hint = hint  # said when a second signal stops at once: how to continue (the CLI sets it)
         self._previous = {}
@@ -112,10 +136,14 @@ class StopSignals:
     def _received(self, signum) -> None:
         self.count += 1
         if self.count == 1:
+            self.received_at = time.monotonic()
+            self.preempt = signum == signal.SIGTERM
             self.requested = True
             name = signal.Signals(signum).name
-            os.write(2, (f"\nlayerkit: {name}: stopping after this epoch (its checkpoint will be saved); "
-                         "send it again to stop at once (the last saved epoch stays).\n").encode())
+            what = ("saving a step checkpoint at the next step boundary, then stopping"
+                    if self.preempt and self.at_steps else "stopping after this epoch (its checkpoint will be saved)")
+            os.write(2, (f"\nlayerkit: {name}: {what}; send it again to stop at once (the last saved "
+                         "checkpoint stays).\n").encode())
             return
         _stop_at_once(signum, hint=self.hint)
 
@@ -134,6 +162,11 @@ def _stop_at_once(signum, frame=None, hint=""):
     """Ends the process now: 130 after SIGINT, 128 + the signal's number otherwise. `hint`: how
     to continue, said after the stop."""
     name = signal.Signals(signum).name
-    os.write(2, f"\nlayerkit: {name} again: stopped at once; the last saved epoch stays"
+    os.write(2, f"\nlayerkit: {name} again: stopped at once; the last saved checkpoint stays"
                 f"{f'; {hint}' if hint else ''}.\n".encode())
     os._exit(STOPPED if signum == signal.SIGINT else 128 + signum)
+
+
+def exit_status(signals: "StopSignals") -> int:
+    """The exit status of a run a signal stopped: 143 after SIGTERM, 130 after SIGINT."""
+    return PREEMPTED if signals.preempt else STOPPED
