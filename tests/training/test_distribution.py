@@ -224,6 +224,44 @@ def test_a_stop_signal_to_one_process_stops_both_after_the_same_epoch_and_they_r
     assert (out / "results.json").is_file()
 
 
+def test_sigterm_to_one_process_stops_both_at_the_same_step_and_they_resume(tmp_path):
+    """A preemption notice (SIGTERM) to process 1 only: JAX's preemption service tells process 0,
+    both stop at the same step (process 0 saving a step checkpoint there unless it is an epoch's
+    end); relaunched with --resume, both complete the run, every epoch in history.csv once."""
+    import ast
+    import json
+    import signal
+
+    out, port = tmp_path / "run", _free_port()
+    multi = [f"coordinator=127.0.0.1:{port}", "num_processes=2", "init_timeout=120"]
+    epochs = 40
+    procs = [_start(out, *multi, f"process_id={i}", f"epochs={epochs}") for i in range(2)]
+    state = out / "state.json"
+    deadline = time.monotonic() + TIMEOUT
+    while not state.exists() and time.monotonic() < deadline and procs[0].poll() is None:
+        time.sleep(0.05)
+    time.sleep(random.Random(1).uniform(0.0, 0.3))
+    procs[1].send_signal(signal.SIGTERM)
+    outputs = [_finish(p) for p in procs]
+    results = [ast.literal_eval(o.strip().splitlines()[-1]) for o in outputs]
+    assert all(r.get("preempted") for r in results), outputs[0][-2000:]
+    assert results[0]["preempted_at"] == results[1]["preempted_at"]  # one step for both
+    assert all("a preemption notice (SIGTERM) reached this run; all 2 processes stop at step" in o for o in outputs)
+    saved = json.loads(state.read_text())
+    epoch, step = results[0]["preempted_at"]
+    assert (saved["epochs_completed"], saved.get("step", 0)) == (epoch, step)  # process 0 saved where all stopped
+    assert saved["epochs_completed"] < epochs and not (out / "results.json").exists()
+
+    port = _free_port()
+    multi = [f"coordinator=127.0.0.1:{port}", "num_processes=2", "init_timeout=120"]
+    resumed = [_start(out, "--resume", *multi, f"process_id={i}") for i in range(2)]
+    for p in resumed:
+        _finish(p)
+    assert json.loads(state.read_text())["epochs_completed"] == epochs
+    rows = (out / "history.csv").read_text().strip().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(1, epochs + 1))  # no epoch lost or repeated
+
+
 @pytest.mark.parametrize("victim", [1, 0])
 def test_a_dead_peer_is_named_and_the_survivor_exits_non_zero(tmp_path, victim):
     """SIGKILL one of two processes mid-run: the other says which process stopped responding

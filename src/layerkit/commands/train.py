@@ -75,7 +75,7 @@ def run(args):
     if signals.received_at is not None:
         print(f"layerkit: exiting {time.monotonic() - signals.received_at:.2f} s after the "
               f"{'SIGTERM' if signals.preempt else 'signal'}", file=sys.stderr)
-    return exit_status(signals)  # 143 after SIGTERM, 130 after Ctrl-C
+    return exit_status(signals, results)  # 143 after SIGTERM, 130 after Ctrl-C
 
 
 def _run(args, signals) -> dict:

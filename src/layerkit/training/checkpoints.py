@@ -324,8 +324,11 @@ class StepCheckpoints(keras.callbacks.Callback):
     the same steps), or at the first step boundary S seconds after the last save; never at an
     epoch's end, where `Checkpoints` saves. A SIGTERM (`signals.preempt`) saves at the next step
     boundary, unless the state there is already committed, and raises `stop.Preempted`, which
-    ends `fit` before the epoch's validation and end: one process only (`signals.at_steps`;
-    several processes stop at the epoch end, `callbacks.GracefulStop`).
+    ends `fit` before the epoch's validation and end. With several processes (`sync_point`:
+    `jax.experimental.multihost_utils.reached_preemption_sync_point`) JAX's preemption service
+    takes SIGTERM instead (its handler replaces ours when the distributed runtime starts), tells
+    every process, and they agree on the step after the furthest one any has reached: every
+    process stops there, process 0 saving.
 
     It works in ``on_train_batch_begin``, which Keras's trainer calls in the training loop
     between two steps (the JAX state of the last step is at hand there: `jax_state_sync` puts
@@ -337,11 +340,12 @@ class StepCheckpoints(keras.callbacks.Callback):
     values, so that epoch's logs are those of the uninterrupted run.
     """
 
-    def __init__(self, checkpoints, every, steps_per_epoch: int, pipeline, signals, clock=time.monotonic):
+    def __init__(self, checkpoints, every, steps_per_epoch: int, pipeline, signals, clock=time.monotonic,
+                 sync_point=None):
         super().__init__()
         self.checkpoints = checkpoints  # None on the processes that do not write
         self.every, self.steps_per_epoch, self.pipeline, self.signals = every, steps_per_epoch, pipeline, signals
-        self.clock = clock
+        self.clock, self.sync_point = clock, sync_point
         self.skip, self.metrics, self.epoch = 0, None, 0
         self.committed = None  # the global step of the last committed checkpoint this session knows
         self._last_save = clock()
@@ -378,7 +382,7 @@ class StepCheckpoints(keras.callbacks.Callback):
         step = self.skip + batch  # steps done in this epoch
         g = self.epoch * self.steps_per_epoch + step
         fault_point("step", g)
-        if self.signals is not None and self.signals.preempt and self.signals.at_steps:
+        if self._preempted(g):
             saved = g != self.committed and self._save(step, batch)
             raise Preempted(self.epoch, step, saved)
         if not batch or g == self.committed or self.every is None or self.checkpoints is None:
@@ -386,6 +390,11 @@ class StepCheckpoints(keras.callbacks.Callback):
         kind, amount = self.every
         if (g % amount == 0) if kind == "steps" else (self.clock() - self._last_save >= amount):
             self._save(step, batch)
+
+    def _preempted(self, g: int) -> bool:
+        if self.sync_point is not None:  # several processes: called at every step, as JAX requires
+            return bool(self.sync_point(g))
+        return self.signals is not None and self.signals.preempt and self.signals.at_steps
 
     def _save(self, step: int, batch: int) -> bool:
         if self.checkpoints is None:

@@ -236,6 +236,21 @@ def exit_4_on_abort(me: int, n: int) -> None:
     _abort_handler = handler
 
 
+def preemption_sync_point(topology):
+    """With several processes, JAX's `reached_preemption_sync_point(step)`: True at the one step
+    all processes stop at after a SIGTERM reached any of them (its preemption service, started
+    with the distributed runtime, takes SIGTERM); None for one process (its own SIGTERM
+    handler decides, `stop.StopSignals`)."""
+    if topology.process_count <= 1:
+        return None
+    from jax._src import distributed
+    from jax.experimental import multihost_utils
+
+    if distributed.global_state.preemption_sync_manager is None:  # the service turned off: epoch ends only
+        return None
+    return multihost_utils.reached_preemption_sync_point
+
+
 def lost_peer(me: int, n: int, who: str, why: str):
     """Say which process of the run stopped responding, and end this one with status 4."""
     print(f"\nlayerkit train: error: process {me} of {n}: {who} of this run stopped "

@@ -11,7 +11,7 @@ import numpy as np
 
 from layerkit.data.decode import decode_file, fit_to
 from layerkit.saving import load_model
-from layerkit.training.checkpoints import checkpoint_file, read_state
+from layerkit.training.checkpoints import checkpoint_file, position, read_state
 from layerkit.training.config import Config
 from layerkit.training.data import load_data
 from layerkit.training.run import RunError, scores
@@ -71,12 +71,14 @@ def predict_files(run_dir, paths, weights="best", top=3):
 
 def describe_weights(run_dir, weights="best") -> str:
     """Which epoch's weights `weights` are, and whether the run is still to finish: "best weights
-    (epoch 2; the run has trained 3 of its 6 epochs so far)"."""
+    (epoch 2; the run has trained 3 of its 6 epochs so far)"; the last weights of a step
+    checkpoint: "last weights (step 5 of 8 in epoch 4; ...)"."""
     run_dir = Path(run_dir)
     state = read_state(run_dir) or {}
     done = state.get("epochs_completed", 0)
     epoch = state.get("best_epoch") if weights == "best" else done
+    where = position(state) if weights == "last" and state.get("step") else f"epoch {epoch}"
     epochs = json.loads((run_dir / "config.json").read_text()).get("epochs")
     unfinished = not (run_dir / "results.json").exists() and isinstance(epochs, int) and done < epochs
-    return (f"{weights} weights (epoch {epoch}"
+    return (f"{weights} weights ({where}"
             + (f"; the run has trained {done} of its {epochs} epochs so far" if unfinished else "") + ")")

@@ -484,7 +484,7 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals, pro
         if state:
             checkpoints.restore(state)
         step_checkpoints = StepCheckpoints(checkpoints if chief else None, checkpoint_every(config.checkpoint_every),
-                                           steps, data.train, signals)
+                                           steps, data.train, signals, sync_point=dist.preemption_sync_point(topology))
         step_checkpoints.restore(state)
         if chief:
             with run_write(workdir, "history.csv"):
@@ -538,10 +538,16 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals, pro
             if stop.stopped:
                 break  # a signal stopped the run: what follows says so
         train_seconds = time.perf_counter() - start
+        if preempted is not None and topology.process_count > 1:
+            print(f"layerkit: process {topology.process_index}: a preemption notice (SIGTERM) reached this run; "
+                  f"all {topology.process_count} processes stop at step {preempted.step} of epoch "
+                  f"{preempted.epoch + 1}", file=sys.stderr, flush=True)
         if not chief:
             data.train.close()
             return {"process_index": topology.process_index, "epochs": config.epochs,
-                    "train_seconds_this_session": round(train_seconds, 1), "stopped": stop.stopped}
+                    "train_seconds_this_session": round(train_seconds, 1),
+                    "stopped": stop.stopped or preempted is not None,
+                    **({"preempted": True, "preempted_at": [preempted.epoch, preempted.step]} if preempted else {})}
         saved = read_state(workdir) or {}
         done = saved.get("epochs_completed", 0)
         if preempted is not None:
@@ -550,7 +556,8 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals, pro
                   + ("" if not saved else f" (the last checkpoint: {position(saved)}"
                      + (", saved now" if preempted.saved else ", already saved") + ")")
                   + f"; continue with `layerkit train --resume --out {workdir}`", file=sys.stderr)
-            return {"epochs_completed": done, "step": saved.get("step", 0), "stopped": True, "preempted": True}
+            return {"epochs_completed": done, "step": saved.get("step", 0), "stopped": True, "preempted": True,
+                    "preempted_at": [preempted.epoch, preempted.step]}
         if done < config.epochs:
             print(f"layerkit: stopped after epoch {done} of {config.epochs}; continue with "
                   f"`layerkit train --resume --out {workdir}`", file=sys.stderr)

@@ -16,9 +16,10 @@ main thread is busy.
 Exit status: 130 for a run stopped early by SIGINT, at an epoch end or at once; 143 (128 + 15)
 for one stopped by SIGTERM, at a step boundary, an epoch end or at once.
 
-Several processes agree at every epoch end on whether to stop (`callbacks.GracefulStop`); they
-do not agree on a step, so there a SIGTERM stops like a SIGINT, after the epoch (see
-docs/scale.md).
+With several processes, JAX's preemption service takes SIGTERM (its handler replaces this
+one when the distributed runtime starts) and the processes agree on the step to stop at
+(`checkpoints.StepCheckpoints`); a SIGINT reaching any of them stops all after the same epoch
+(`callbacks.GracefulStop`). See docs/scale.md.
 
 A run also stops when it diverges (`DivergedError`, exit status 5): a loss that is not finite
 (seen inside the compiled step by `losses.NonFiniteStep`, read at the epoch end: no host sync
@@ -167,6 +168,7 @@ def _stop_at_once(signum, frame=None, hint=""):
     os._exit(STOPPED if signum == signal.SIGINT else 128 + signum)
 
 
-def exit_status(signals: "StopSignals") -> int:
-    """The exit status of a run a signal stopped: 143 after SIGTERM, 130 after SIGINT."""
-    return PREEMPTED if signals.preempt else STOPPED
+def exit_status(signals: "StopSignals", results: dict) -> int:
+    """The exit status of a run a signal stopped (`results`: what `train` returned): 143 after
+    SIGTERM (this process's, or JAX's preemption notice in a multi-process run), 130 after SIGINT."""
+    return PREEMPTED if signals.preempt or results.get("preempted") else STOPPED
