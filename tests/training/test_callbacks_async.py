@@ -11,7 +11,7 @@ from layerkit.data.pipeline import Pipeline
 from layerkit.data.sources import open_dataset
 from layerkit.training import apply_overrides, get_recipe, train
 from layerkit.training.callbacks import GracefulStop
-from layerkit.training.checkpoints import Checkpoints
+from layerkit.training.checkpoints import Checkpoints, StepCheckpoints
 from layerkit.training.run import make_callbacks
 from layerkit.training.schedules import make_schedule
 from layerkit.training.stop import StopSignals
@@ -22,10 +22,12 @@ def test_the_run_callbacks_allow_asynchronous_dispatch(tmp_path, chief, ema):
     config = apply_overrides(get_recipe("sample"), [f"ema={ema}"])
     schedule = make_schedule(config, 10)
     pipe = Pipeline(open_dataset("sample", "test"), 32)
-    callbacks = make_callbacks(config, tmp_path, chief, 10, schedule, Checkpoints(tmp_path),
-                               GracefulStop(StopSignals()), pipe.epoch_callback(None))
+    checkpoints, signals = Checkpoints(tmp_path), StopSignals()
+    steps = StepCheckpoints(checkpoints, ("steps", 5), 10, pipe, signals)  # works between steps: stays async
+    callbacks = make_callbacks(config, tmp_path, chief, 10, schedule, checkpoints,
+                               GracefulStop(signals), pipe.epoch_callback(None), step_checkpoints=steps)
     listed = keras.callbacks.CallbackList(callbacks)
-    assert listed._async_train, [type(c).__name__ for c in callbacks]
+    assert steps in callbacks and listed._async_train, [type(c).__name__ for c in callbacks]
 
 
 def test_the_logged_lr_is_the_optimizers_at_each_epochs_first_step(tmp_path):

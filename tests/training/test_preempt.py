@@ -105,6 +105,17 @@ def test_sigterm_at_random_steps_then_resume_equals_uninterrupted(tmp_path):
         {state["last"].split("/")[1], state["best"].split("/")[1]})
 
 
+def test_checkpoint_every_a_time_saves_between_steps_of_a_real_run(tmp_path):
+    """checkpoint_every=1ms: a step checkpoint at every boundary; a SIGTERM sent while step 3's
+    commits (so only a save there sends it) stops the run at the next boundary, saved."""
+    config = apply_overrides(get_recipe("sample", smoke_run=True),
+                             [*OVERRIDES, "epochs=1", "checkpoint_every=0.001s", "tta=none"])
+    results = _train_with_fault("term@committed:step-3", config, tmp_path / "run")
+    state = read_state(tmp_path / "run")
+    assert results["preempted"] and state["epochs_completed"] == 0 and state["step"] in (4, 5)  # the next boundary (a thread counts the signal: or the one after)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [f"step-{state['step']:08d}.keras"]
+
+
 # === The policy between steps, on its own ===
 
 
