@@ -61,6 +61,7 @@ def test_sigterm_at_random_steps_then_resume_equals_uninterrupted(tmp_path):
     state = read_state(stopped)
     assert results["preempted"] and state["epochs_completed"] == 0 and state["steps_per_epoch"] == STEPS
     assert first <= state["step"] <= first + 1  # the signal is counted by a thread: this boundary or the next
+    assert (state["data_step"], state["data_end"]) == (state["step"], STEPS)  # the sampler's position, the epoch's end
     assert not (stopped / "history.csv").exists() or len(_history(stopped)) == 0
     assert state["last"] == f"checkpoints/step-{state['step']:08d}.keras"
     assert sorted(p.name for p in (stopped / "checkpoints").iterdir()) == [f"step-{state['step']:08d}.keras"]
@@ -125,11 +126,14 @@ class _Saves:
     def __init__(self):
         self.saved = []
 
-    def save_step(self, epoch, step, steps_per_epoch, data_step):
+    def save_step(self, epoch, step, steps_per_epoch, data_step, data_end):
+        assert data_end == 2000
         self.saved.append((epoch, step, data_step))
 
 
 class _Pipeline:
+    epoch_end_step = 2000
+
     def epoch_step(self, batch):
         return 1000 + batch
 

@@ -196,6 +196,12 @@ class Pipeline(keras.utils.PyDataset):
         checkpoint taken before that batch resumes (`restore` of that step)."""
         return self._start + int(batch)
 
+    @property
+    def epoch_end_step(self):
+        """The data step after the last batch of the Keras epoch begun last (with
+        ``steps_per_epoch`` below ``len(self)`` the epoch that reaches a pass's end stops there)."""
+        return self._end
+
     def begin_training(self):
         """A fit begins (`EpochCallback.on_train_begin`): its epochs continue from where the
         pipeline stands (`state()`), not from the Keras epoch numbers of an earlier fit."""

@@ -289,8 +289,9 @@ class EpochProgress(keras.callbacks.Callback):
         self._epoch = epoch + 1
         if self.epochs == 1:
             print(f"Epoch {epoch + 1}/{self.epochs}", flush=True)
-        if self.heartbeat:
-            self.heartbeat.begin(f"epoch {epoch + 1}/{self.epochs}", self.steps, self.images_per_step)
+        if self.heartbeat:  # this fit's steps: fewer in a resumed partial epoch
+            self.heartbeat.begin(f"epoch {epoch + 1}/{self.epochs}", (self.params or {}).get("steps") or self.steps,
+                                 self.images_per_step)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.heartbeat:

@@ -139,7 +139,7 @@ def read_state(workdir) -> dict | None:
     for key in ("epochs_completed", "last", "seed_states"):
         if key not in state:
             raise StateError(f"{path} lacks {key!r}; the run cannot be resumed")
-    if state.get("step") and not {"steps_per_epoch", "data_step", "metrics"} <= set(state):
+    if state.get("step") and not {"steps_per_epoch", "data_step", "data_end", "metrics"} <= set(state):
         raise StateError(f"{path} is a step checkpoint without its data position; the run cannot be resumed")
     for which in KEPT:
         name = state.get(which)
@@ -260,17 +260,19 @@ class Checkpoints(keras.callbacks.Callback):
             self._commit(name, n, f"epoch {n}", {"epochs_completed": n, "last_epoch": name}, best)
         self.last_epoch_file = name
 
-    def save_step(self, epoch: int, step: int, steps_per_epoch: int, data_step: int) -> None:
+    def save_step(self, epoch: int, step: int, steps_per_epoch: int, data_step: int, data_end: int) -> None:
         """A step checkpoint: epoch `epoch` (from 0) has run `step` of its `steps_per_epoch` steps;
-        `data_step`: the training pipeline's step of the next batch. Call with the model's
-        variables holding the state after that step (`StepCheckpoints` syncs them)."""
+        `data_step`: the training pipeline's step of the next batch, `data_end` the one after
+        the epoch's last (the partial epoch a resume runs is the steps between). Call with the
+        model's variables holding the state after that step (`StepCheckpoints` syncs them)."""
         g = epoch * steps_per_epoch + step
         name = f"{CHECKPOINT_DIR}/step-{g:08d}.keras"
         with self.view():
             metrics = {v.path: keras.ops.convert_to_numpy(v).tolist() for v in self.model.metrics_variables}
             self._commit(name, f"step-{g}", f"step {step} of epoch {epoch + 1}",
                          {"epochs_completed": epoch, "step": step, "steps_per_epoch": steps_per_epoch,
-                          "data_step": int(data_step), "metrics": metrics, "last_epoch": self.last_epoch_file},
+                          "data_step": int(data_step), "data_end": int(data_end), "metrics": metrics,
+                          "last_epoch": self.last_epoch_file},
                          (self.best, self.best_epoch, self.best_file))
 
     def _commit(self, name: str, where, what: str, position_fields: dict, best: tuple) -> None:
@@ -402,7 +404,8 @@ class StepCheckpoints(keras.callbacks.Callback):
         sync = getattr(self.model, "jax_state_sync", None)  # JAX: the last step's state into the variables
         if sync is not None:
             sync()
-        self.checkpoints.save_step(self.epoch, step, self.steps_per_epoch, self.pipeline.epoch_step(batch))
+        self.checkpoints.save_step(self.epoch, step, self.steps_per_epoch, self.pipeline.epoch_step(batch),
+                                   self.pipeline.epoch_end_step)
         self.committed = self.epoch * self.steps_per_epoch + step
         self._last_save = self.clock()
         return True

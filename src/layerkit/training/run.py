@@ -499,7 +499,7 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals, pro
                 schedule = compile_model(model, transfer.phase_config(config, True), steps)
                 unfrozen = True
             # a resumed partial epoch runs its remaining steps from the saved data step
-            fit_steps = steps - skipped if skipped else config.steps_per_epoch or None
+            fit_steps = state["data_end"] - state["data_step"] if skipped else config.steps_per_epoch or None
             fitted, train, val, epochs_callback = model, data.train, validation, data.train.epoch_callback(fit_steps)
             if not trains_backbone and transfer.uses_features(config, topology.process_count):
                 if features is None:  # the frozen backbone's features, once (transfer.py)
