@@ -208,3 +208,29 @@ def test_a_bad_checkpoint_every_is_refused_saying_what_it_takes(value):
         apply_overrides(Config(), [f"checkpoint_every={value}"])
     assert Config(checkpoint_every=50).checkpoint_every == "50"  # an int from Python or JSON
     assert apply_overrides(Config(), ["checkpoint_every=10min"]).checkpoint_every == "10min"
+
+
+def test_repair_keeps_the_named_step_checkpoint_and_prunes_the_rest(tmp_path):
+    """What a writer killed after a step checkpoint's file but before its manifest leaves: the
+    unnamed step file goes, the manifest's files (newest step, last and best epoch) and a
+    user's file stay, last.keras points at the step checkpoint."""
+    from layerkit.training.checkpoints import FORMAT, repair
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for name in ("epoch-0001.keras", "epoch-0002.keras", "step-00000012.keras", "step-00000015.keras", "notes.txt"):
+        (folder / name).write_text(name)
+    state = {"format": FORMAT, "epochs_completed": 2, "step": 4, "steps_per_epoch": 4, "data_step": 12,
+             "data_end": 16, "metrics": {}, "last": "checkpoints/step-00000012.keras",
+             "last_epoch": "checkpoints/epoch-0002.keras", "best": "checkpoints/epoch-0001.keras",
+             "seed_states": []}
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    repair(tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch-0001.keras", "epoch-0002.keras",
+                                                         "notes.txt", "step-00000012.keras"]
+    assert (tmp_path / "last.keras").read_text() == "step-00000012.keras"
+    assert (tmp_path / "best.keras").read_text() == "epoch-0001.keras"
+    del state["data_end"]  # a step manifest without its data position cannot be resumed
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match="step checkpoint without its data position"):
+        read_state(tmp_path)

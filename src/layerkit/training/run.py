@@ -479,7 +479,7 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals, pro
                   f"batch {config.batch_size}, validation: {data.validation_name}){kept}", file=sys.stderr, flush=True)
 
         stop = GracefulStop(signals)
-        signals.at_steps = topology.process_count == 1  # several processes agree only at epoch ends
+        signals.at_steps = topology.process_count == 1  # several: JAX's preemption service picks the step (StepCheckpoints)
         checkpoints = (ChiefCheckpoints if topology.process_count > 1 else Checkpoints)(workdir)
         if state:
             checkpoints.restore(state)
