@@ -13,8 +13,10 @@ committed files (hard links, so no extra copy) and files no manifest names are d
 Step checkpoints (``checkpoint_every``: every N steps or every so long, and at a SIGTERM) are
 the same unit written between two steps of an epoch (`StepCheckpoints`), to
 ``checkpoints/step-GGGGGGGG.keras`` (G: the global step); the manifest then also holds the data
-position (the epoch, the steps done in it, the pipeline's data step) and the epoch's running
-metrics, and names the last epoch's file as ``last_epoch``. ``last`` is always the newest
+position (the epoch, the steps done in it, the pipeline's data step and the one after the
+epoch) and the epoch's running metrics, and names the last epoch's file as ``last_epoch``; an
+epoch's manifest holds the data step after it (``data_step``: with ``steps_per_epoch`` below a
+pass, epochs do not start at a pass's start). ``last`` is always the newest
 checkpoint, the one ``--resume`` continues from; each commit keeps the files of ``last``,
 ``last_epoch`` and ``best`` and deletes the others, so at most one step checkpoint stays.
 
@@ -39,7 +41,7 @@ import numpy as np
 
 from layerkit._atomic import atomic_save, atomic_write, fsync_dir, remove_stale_temps
 from layerkit.training.rundir import Worded
-from layerkit.training.stop import Preempted, diverged
+from layerkit.training.stop import Preempted, StopSignals, diverged
 
 STATE_NAME = "state.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -113,7 +115,12 @@ def fault_point(stage: str, where) -> None:
     fault = os.environ.get(FAULT_ENV, "")
     action, _, point = fault.partition("@")
     if action in FAULT_SIGNALS and point == f"{stage}:{where}":
+        signals = StopSignals.installed
+        counted = signals.count if signals is not None else 0
         os.kill(os.getpid(), FAULT_SIGNALS[action])
+        deadline = time.monotonic() + 30  # SIGTERM: until the watcher thread has counted it, so the
+        while signals is not None and signals.count == counted and time.monotonic() < deadline:
+            time.sleep(0.001)  # run reacts where a test put it (the next check), not a step later
 
 
 def position(state: dict) -> str:
@@ -233,6 +240,7 @@ class Checkpoints(keras.callbacks.Callback):
         self.best_epoch = None
         self.best_file = None
         self.last_epoch_file = None
+        self.next_data_step = None  # the sampler's step after the epoch in progress (`StepCheckpoints` sets it)
 
     def restore(self, state: dict) -> None:
         self.best = state.get("best_value")
@@ -256,9 +264,10 @@ class Checkpoints(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         name = f"{CHECKPOINT_DIR}/epoch-{n:04d}.keras"
         best = (float(value), n, name) if self._improved(value) else (self.best, self.best_epoch, self.best_file)
+        data = {} if self.next_data_step is None else {"data_step": int(self.next_data_step)}
         with self.view():
-            self._commit(name, n, f"epoch {n}", {"epochs_completed": n, "last_epoch": name}, best)
-        self.last_epoch_file = name
+            self._commit(name, n, f"epoch {n}", {"epochs_completed": n, "last_epoch": name, **data}, best)
+        self.last_epoch_file, self.next_data_step = name, None
 
     def save_step(self, epoch: int, step: int, steps_per_epoch: int, data_step: int, data_end: int) -> None:
         """A step checkpoint: epoch `epoch` (from 0) has run `step` of its `steps_per_epoch` steps;
@@ -366,6 +375,8 @@ class StepCheckpoints(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+        if self.checkpoints is not None:  # where the data stand after this epoch, for its checkpoint
+            self.checkpoints.next_data_step = self.pipeline.epoch_end_step
         if self.metrics is not None:
             variables = {v.path: v for v in self.model.metrics_variables}
             if set(variables) != set(self.metrics):

@@ -406,16 +406,23 @@ def make_callbacks(config: Config, workdir: Path, chief: bool, steps: int, sched
     return [data_epochs, *callbacks]
 
 
-def _fits(config: Config, initial_epoch: int, skip: int):
-    """(first, end, trains_backbone, skip) of each `fit` of the run from `initial_epoch`: the
-    phases of `transfer.phases`, the one a mid-epoch resume falls in split after its partial
-    epoch (`skip`: the steps of that epoch already done)."""
+def _fits(config: Config, initial_epoch: int, state: dict | None):
+    """(first, end, trains_backbone, skip, data_step) of each `fit` of the run from
+    `initial_epoch` (`state`: the manifest resumed from, or None): the phases of
+    `transfer.phases`, the one a mid-epoch resume falls in split after its partial epoch
+    (`skip`: the steps of that epoch already done). `data_step`: the sampler's step the fit
+    starts at, where the run stood (the manifest's: a step checkpoint's next batch or the
+    end of its epoch, an epoch checkpoint's end); None at a phase's start (and for manifests
+    that do not say), where the uninterrupted run starts data epoch `first`."""
+    skip = state.get("step", 0) if state else 0
+    starts = {0, config.unfreeze_at}
     for first, end, trains_backbone in transfer.phases(config, initial_epoch):
+        at = state.get("data_step") if state and first == initial_epoch and first not in starts else None
         if skip and first == initial_epoch:
-            yield first, first + 1, trains_backbone, skip
-            first += 1
+            yield first, first + 1, trains_backbone, skip, state["data_step"]
+            first, at = first + 1, state["data_end"]
         if first < end:
-            yield first, end, trains_backbone, 0
+            yield first, end, trains_backbone, 0, None if first in starts else at
 
 
 def _verbosity(verbose, chief: bool) -> int:
@@ -493,13 +500,13 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals, pro
         features = None
         start = time.perf_counter()
         preempted = None
-        for first, end, trains_backbone, skipped in _fits(config, initial_epoch, skip):
+        for first, end, trains_backbone, skipped, data_step in _fits(config, initial_epoch, state):
             if trains_backbone and not unfrozen:  # the second phase of fine-tuning begins
                 transfer.unfreeze(model)
                 schedule = compile_model(model, transfer.phase_config(config, True), steps)
                 unfrozen = True
             # a resumed partial epoch runs its remaining steps from the saved data step
-            fit_steps = state["data_end"] - state["data_step"] if skipped else config.steps_per_epoch or None
+            fit_steps = state["data_end"] - data_step if skipped else config.steps_per_epoch or None
             fitted, train, val, epochs_callback = model, data.train, validation, data.train.epoch_callback(fit_steps)
             if not trains_backbone and transfer.uses_features(config, topology.process_count):
                 if features is None:  # the frozen backbone's features, once (transfer.py)
@@ -514,13 +521,11 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals, pro
             callbacks = make_callbacks(config, workdir, chief, steps, schedule, checkpoints, stop, epochs_callback,
                                        progress.heartbeat, verbose, validation_steps,
                                        step_checkpoints if fitted is model else None)
-            if skipped:
-                n = len(data.train)
-                data.train.restore({"epoch": state["data_step"] // n, "batch": state["data_step"] % n})
-                step_checkpoints.begin_fit(skipped, state["metrics"])
-            else:
+            if data_step is None:  # a phase's start: data epoch `first`, as the uninterrupted run
                 data.train.set_epoch(first)
-                step_checkpoints.begin_fit()
+            else:  # where the run stood: a step or an epoch end
+                data.train.restore({"epoch": data_step // len(data.train), "batch": data_step % len(data.train)})
+            step_checkpoints.begin_fit(skipped, state["metrics"] if skipped else None)
             try:
                 fitted.fit(train, validation_data=val, epochs=end, initial_epoch=first, steps_per_epoch=fit_steps,
                            shuffle=False, verbose=verbose, callbacks=callbacks)

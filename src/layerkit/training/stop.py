@@ -72,6 +72,8 @@ class StopSignals:
     True at the first signal, and `preempt` too when it is SIGTERM (`received_at`: its
     `time.monotonic()`)."""
 
+    installed = None  # the instance whose handlers are installed, if any
+
     def __init__(self, hint: str = ""):
         self.requested = False
         self.preempt = False
@@ -90,6 +92,7 @@ class StopSignals:
         read_fd, write_fd = os.pipe()
         os.set_blocking(write_fd, False)
         self._pipe = (read_fd, write_fd)
+        StopSignals.installed = self
         self._wakeup = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
         for sig in SIGNALS:
             self._previous[sig] = signal.signal(sig, _counted_by_the_watcher)
@@ -116,6 +119,8 @@ class StopSignals:
         self._previous = {}
         os.close(self._pipe[1])  # the watcher's read returns b"" and it ends
         self._pipe = None
+        if StopSignals.installed is self:
+            StopSignals.installed = None
 
     def _quiet_teardown(self) -> None:
         if self._ending and threading.current_thread() is threading.main_thread():
