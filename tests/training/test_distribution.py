@@ -245,8 +245,10 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step_and_they_resume(tmp_
     outputs = [_finish(p) for p in procs]
     results = [ast.literal_eval(o.strip().splitlines()[-1]) for o in outputs]
     assert all(r.get("preempted") for r in results), outputs[0][-2000:]
+    print("both processes stopped at (epoch from 0, step):", results[0]["preempted_at"], results[1]["preempted_at"])
     assert results[0]["preempted_at"] == results[1]["preempted_at"]  # one step for both
     assert all("a preemption notice (SIGTERM) reached this run; all 2 processes stop at step" in o for o in outputs)
+    assert "layerkit: SIGTERM:" not in outputs[1]  # JAX's preemption service took the signal, not layerkit's handler
     saved = json.loads(state.read_text())
     epoch, step = results[0]["preempted_at"]
     assert (saved["epochs_completed"], saved.get("step", 0)) == (epoch, step)  # process 0 saved where all stopped
