@@ -234,8 +234,8 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step_and_they_resume(tmp_
 
     out, port = tmp_path / "run", _free_port()
     multi = [f"coordinator=127.0.0.1:{port}", "num_processes=2", "init_timeout=120"]
-    epochs = 40
-    procs = [_start(out, *multi, f"process_id={i}", f"epochs={epochs}") for i in range(2)]
+    epochs = 6  # of 64 steps: the notice most likely lands mid-epoch, and process 0 saves a step checkpoint
+    procs = [_start(out, *multi, f"process_id={i}", f"epochs={epochs}", "train_limit=2048") for i in range(2)]
     state = out / "state.json"
     deadline = time.monotonic() + TIMEOUT
     while not state.exists() and time.monotonic() < deadline and procs[0].poll() is None:
