@@ -282,7 +282,10 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None, la
     the run (the CLI installs them first thing); by default they are installed here for the
     duration of the call. Returns the results dict also written to ``results.json`` (on
     process 0; the other processes return a short summary); ``{"stopped": True, ...}`` when
-    a signal stopped the run early. With `resume`, `epochs` extends the run to that many
+    a signal stopped the run early, with ``"preempted": True`` and ``"preempted_at": [epoch,
+    step]`` when a SIGTERM stopped it at a step boundary (a step checkpoint saved there;
+    ``config.checkpoint_every`` saves them also without a signal). With `resume` it continues
+    from the last checkpoint, an epoch's end or a step. With `resume`, `epochs` extends the run to that many
     epochs (its schedule is re-planned over them, and it says so).
 
     A fresh start claims `workdir` only when it does not exist, is empty or holds a start that
