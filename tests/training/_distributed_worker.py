@@ -1,7 +1,7 @@
 """One tiny training run for test_distribution.py, in its own process.
 
     python _distributed_worker.py OUT [KEY=VALUE ...]
-    python _distributed_worker.py OUT --resume [LAUNCH_KEY=VALUE ...]    # coordinator=..., process_id=...
+    python _distributed_worker.py OUT --resume [LAUNCH_KEY=VALUE ...] [epochs=N]   # coordinator=..., process_id=...
 
 A 2-conv model on 16x16 crops of 128 sample images, augmented (random crops and flips), one epoch of 4 steps: seconds, even
 when compiled for 4 devices.
@@ -48,8 +48,11 @@ if __name__ == "__main__":
         else:
             overrides.append(arg)
     launch = Launch(**launch)
-    if resume:
-        print(train(None, sys.argv[1], resume=True, verbose=0, launch=launch))
+    if resume:  # epochs=N: the run shortened or extended to N epochs (train's `epochs`)
+        epochs = {k: int(v) for k, _, v in (a.partition("=") for a in overrides) if k == "epochs"}.get("epochs")
+        if [a for a in overrides if not a.startswith("epochs=")]:
+            raise SystemExit(f"--resume takes launch keys and epochs=N only, not {overrides}")
+        print(train(None, sys.argv[1], resume=True, verbose=0, launch=launch, epochs=epochs))
     else:
         config = apply_overrides(get_recipe("sample", smoke_run=True), OVERRIDES + overrides)
         print(train(config, sys.argv[1], verbose=0, launch=launch))

@@ -5,6 +5,7 @@ Every run is a subprocess (XLA's device count and JAX's distributed runtime are 
 process), tiny (`_distributed_worker.py`) and under a timeout.
 """
 
+import json
 import os
 import random
 import socket
@@ -116,7 +117,6 @@ def test_processes_launched_by_slurm_need_no_flags_and_train_the_same_run(runs):
     """Two processes started only with what SLURM's srun sets (job id, task count, proc id,
     local id, the step's node list): no coordinator flags; they find each other as JAX's own
     SLURM detection says, train the explicit-flag launch's weights, and run.json says so."""
-    import json
 
     root, _ = runs
     port = _slurm_port()
@@ -193,7 +193,6 @@ def test_launch_settings_are_checked_before_anything_starts(tmp_path):
 def test_a_stop_signal_to_one_process_stops_both_after_the_same_epoch_and_they_resume(tmp_path):
     """SIGINT reaches only process 1; both finish the same epoch, checkpoint (process 0) and
     exit; relaunched with --resume, both complete the run from process 0's checkpoint."""
-    import json
     import signal
 
     out, port = tmp_path / "run", _free_port()
@@ -229,7 +228,6 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step_and_they_resume(tmp_
     both stop at the same step (process 0 saving a step checkpoint there unless it is an epoch's
     end); relaunched with --resume, both complete the run, every epoch in history.csv once."""
     import ast
-    import json
     import signal
 
     out, port = tmp_path / "run", _free_port()
@@ -290,3 +288,16 @@ def test_a_dead_peer_is_named_and_the_survivor_exits_non_zero(tmp_path, victim):
     # alone waits init_timeout (15 s) and JAX alone ~100 s, then SIGABRT
     assert "silent for" not in output, output[-3000:]
     assert seconds < 90
+
+    # both relaunched with --resume continue from the last committed checkpoint to the end
+    # (the run shortened to two more epochs), each epoch once in the history
+    done = json.loads((out / "state.json").read_text())["epochs_completed"]
+    assert done >= 1
+    port = _free_port()
+    multi = [f"coordinator=127.0.0.1:{port}", "num_processes=2", "init_timeout=120", f"epochs={done + 2}"]
+    for p in [_start(out, "--resume", *multi, f"process_id={i}") for i in range(2)]:
+        _finish(p)
+    assert json.loads((out / "state.json").read_text())["epochs_completed"] == done + 2
+    assert (out / "results.json").exists()
+    rows = (out / "history.csv").read_text().strip().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(1, done + 3))  # no epoch lost or repeated
