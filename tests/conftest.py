@@ -70,3 +70,35 @@ def dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
+
+
+@pytest.fixture(scope="session")
+def _cloud_servers():
+    """moto's S3 server and fake-gcs-server on 127.0.0.1, for this worker's whole session; their
+    variables are set in os.environ (so CLI processes the tests start inherit them)."""
+    from tests import cloud_servers
+
+    servers = {"s3": cloud_servers.start_s3(), "gs": cloud_servers.start_gcs()}
+    saved = {k: os.environ.get(k) for s in servers.values() for k in s.env}
+    for s in servers.values():
+        os.environ.update(s.env)
+    yield servers
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    for s in servers.values():
+        s.stop()
+
+
+@pytest.fixture(params=["s3", "gs"])
+def bucket(request, _cloud_servers) -> str:
+    """A new empty bucket on a local test server: ``s3://NAME`` (moto) or ``gs://NAME`` (fake-gcs-server)."""
+    return _cloud_servers[request.param].make_bucket()
+
+
+@pytest.fixture
+def s3_bucket(_cloud_servers) -> str:
+    """A new empty bucket on the local S3 server (moto): ``s3://NAME``."""
+    return _cloud_servers["s3"].make_bucket()
