@@ -159,7 +159,7 @@ def _bucket_exists(url: str) -> bool:
 
 def _short(text: str) -> str:
     """A library's error text, one line, any URL's query (a signed URL's token) redacted."""
-    text = re.sub(r"\?[^\s\"'()<>]*", "?***", " ".join(str(text).split()))
+    text = re.sub(r"(?:\?|%3[Ff])[^\s\"'()<>]*", "?***", " ".join(str(text).split()))
     return text if len(text) <= 300 else text[:297] + "..."
 
 
