@@ -100,7 +100,7 @@ def _run(args, signals) -> dict:
             print(f"layerkit train --resume: using the saved config of {args.out}; ignoring {given}",
                   file=sys.stderr)
         signals.hint = f"continue with `layerkit train --resume --out {args.out}`"
-        return train(None, Path(args.out), resume=True, launch=launch, signals=signals, epochs=args.epochs)
+        return train(None, _location(args.out), resume=True, launch=launch, signals=signals, epochs=args.epochs)
     name = args.recipe or "sample"
     config = get_recipe(name, smoke_run=args.smoke)
     recipe_data = config.data
@@ -111,8 +111,11 @@ def _run(args, signals) -> dict:
     config = apply_overrides(config, args.overrides)
     if args.weights is not None:
         config = apply_overrides(config, {"model_options.weights": str(Path(args.weights).expanduser().resolve())})
-    out = Path(args.out or default_run_dir(args.recipe, config.data, recipe_data, args.smoke))
+    out = _location(args.out or default_run_dir(args.recipe, config.data, recipe_data, args.smoke))
     if args.runs is not None:
+        if isinstance(out, str):
+            raise ValueError(f"--runs writes its runs to a local folder; --out {out} is a bucket URL: train each "
+                             "seed with --seed S --out URL/seed-S, or give --runs a local --out")
         from layerkit.training.runs import train_runs
 
         signals.hint = f"continue the run it was in with `layerkit train --resume --out {out}/seed-S`"
@@ -121,6 +124,13 @@ def _run(args, signals) -> dict:
     signals.hint = f"continue with `layerkit train --resume --out {out}` (if an epoch was saved)"
     print(f"layerkit train: recipe {name}, run directory {out}", file=sys.stderr)
     return train(config, out, launch=launch, signals=signals)
+
+
+def _location(out: str):
+    """--out as the library takes it: a bucket URL as given, else a local path."""
+    from layerkit import storage
+
+    return out if storage.is_remote(out) else Path(out)
 
 
 def default_run_dir(recipe: str | None, data: str, recipe_data: str, smoke: bool) -> str:

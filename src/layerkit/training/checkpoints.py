@@ -56,6 +56,7 @@ KEPT = ("last", "last_epoch", "best")  # the manifest's files: each commit delet
 # completed; "step" before global step G runs, WHERE G), so a test can kill at each file operation.
 FAULT_ENV = "LAYERKIT_FAULT"
 STAGES = ("saving", "saved", "committed", "published")
+REMOTE_STAGES = ("uploaded", "remote-committed")  # a bucket run's copy of a commit (training.remote)
 FAULT_SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM}
 
 
@@ -241,6 +242,7 @@ class Checkpoints(keras.callbacks.Callback):
         self.best_file = None
         self.last_epoch_file = None
         self.next_data_step = None  # the sampler's step after the epoch in progress (`StepCheckpoints` sets it)
+        self.mirror = None  # a `remote.RemoteRun`: each commit is copied to the bucket, its manifest last
 
     def restore(self, state: dict) -> None:
         self.best = state.get("best_value")
@@ -325,6 +327,8 @@ class Checkpoints(keras.callbacks.Callback):
                               "repairs them") from err
             raise write_failure(self.workdir, f"the checkpoint of {what} was NOT saved", err,
                                 CheckpointError) from err
+        if self.mirror is not None:
+            self.mirror.commit(state, where, what)
 
 
 class StepCheckpoints(keras.callbacks.Callback):

@@ -22,7 +22,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from layerkit import augment, models
+from layerkit import augment, models, storage
 from layerkit._atomic import atomic_write
 from layerkit.saving import load_weights
 from layerkit.training import report as reporting
@@ -293,8 +293,40 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None, la
     config, devices and data are checked before the folder is made. One that fails before its
     first checkpoint removes the folder it made, while it holds the lock. A loss or weights
     that become non-finite raise `DivergedError`; results.json then says failed.
+
+    `workdir` may be a bucket URL (``gs://…``, ``s3://…``): the run is written through a local
+    staging folder and committed to the bucket (`training.remote`), and resumed from there on
+    any machine.
     """
-    workdir = Path(workdir)
+    if storage.is_remote(workdir):
+        return _train_remote(config, str(workdir), resume, verbose, launch, signals, epochs)
+    return _train_in(config, Path(workdir), resume, verbose, launch, signals, epochs)
+
+
+def _train_remote(config, url: str, resume: bool, verbose, launch, signals, epochs) -> dict:
+    from layerkit.training.remote import RemoteRun
+
+    resolved = (launch or dist.Launch()).resolved()
+    run = RemoteRun(url, resume, chief=resolved.process_id == 0)
+    try:
+        with run:
+            return _train_in(config, run.local, resume, verbose, resolved, signals, epochs, mirror=run)
+    except Exception as err:
+        _rename(err, run)
+        raise
+
+
+def _rename(err: BaseException, run) -> None:
+    """Say the bucket URL where an error's words name the run's staging folder."""
+    if run.local is None or str(run.local) not in str(err):
+        return
+    err.args = (run.shown(str(err)), *err.args[1:])
+    if isinstance(getattr(err, "cli", None), str):
+        err.cli = run.shown(err.cli)
+
+
+def _train_in(config: Config | None, workdir: Path, resume: bool, verbose, launch, signals, epochs,
+              mirror=None) -> dict:
     if not resume:
         if config is None:
             raise ValueError("train() needs a Config unless resume=True")
@@ -330,7 +362,7 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None, la
             config = dataclasses.replace(config, epochs=epochs)
         if resume:
             topology = dist.setup(config, launch)
-        results = _train(config, workdir, state, verbose, topology, signals, progress, data)
+        results = _train(config, workdir, state, verbose, topology, signals, progress, data, mirror)
         if topology.peer_watch is not None:
             topology.peer_watch.done()
         return results
@@ -444,8 +476,9 @@ def _load_data(config: Config, topology, progress: Progress) -> RunData:
 
 
 def _train(config: Config, workdir: Path, state, verbose, topology, signals, progress: Progress,
-           data: RunData | None = None) -> dict:
+           data: RunData | None = None, mirror=None) -> dict:
     chief = topology.is_chief
+    shown = storage.redact(mirror.url) if mirror else workdir  # the run's name in what it prints
     initial_epoch = state["epochs_completed"] if state else 0
     if chief:
         with run_write(workdir, "run.json"):
@@ -478,8 +511,8 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals, pro
             model.optimizer.build(model.trainable_variables)
             load_weights(model, workdir / state["last"])
             restore_seed_states(model, state["seed_states"])
-            print(f"resuming {workdir} after {position(state)} of {config.epochs} epochs" if skip
-                  else f"resuming {workdir} after epoch {initial_epoch} of {config.epochs}", file=sys.stderr)
+            print(f"resuming {shown} after {position(state)} of {config.epochs} epochs" if skip
+                  else f"resuming {shown} after epoch {initial_epoch} of {config.epochs}", file=sys.stderr)
             fault_point("resumed", initial_epoch)
         if chief:
             kept = f"; the decoded train split kept on {data.train.device}" if data.train.device is not None else ""
@@ -491,6 +524,7 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals, pro
         stop = GracefulStop(signals)
         signals.at_steps = topology.process_count == 1  # several: JAX's preemption service picks the step (StepCheckpoints)
         checkpoints = (ChiefCheckpoints if topology.process_count > 1 else Checkpoints)(workdir)
+        checkpoints.mirror = mirror if chief else None
         if state:
             checkpoints.restore(state)
         step_checkpoints = StepCheckpoints(checkpoints if chief else None, checkpoint_every(config.checkpoint_every),
@@ -563,12 +597,12 @@ def _train(config: Config, workdir: Path, state, verbose, topology, signals, pro
             print(f"layerkit: SIGTERM: stopped {where}"
                   + ("" if not saved else f" (the last checkpoint: {position(saved)}"
                      + (", saved now" if preempted.saved else ", already saved") + ")")
-                  + f"; continue with `layerkit train --resume --out {workdir}`", file=sys.stderr)
+                  + f"; continue with `layerkit train --resume --out {shown}`", file=sys.stderr)
             return {"epochs_completed": done, "step": saved.get("step", 0), "stopped": True, "preempted": True,
                     "preempted_at": [preempted.epoch, preempted.step]}
         if done < config.epochs:
             print(f"layerkit: stopped after epoch {done} of {config.epochs}; continue with "
-                  f"`layerkit train --resume --out {workdir}`", file=sys.stderr)
+                  f"`layerkit train --resume --out {shown}`", file=sys.stderr)
             return {"epochs_completed": done, "stopped": True}
         if config.ema:
             model.optimizer.finalize_variable_values(model.trainable_variables)

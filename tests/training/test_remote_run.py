@@ -1,0 +1,125 @@
+"""Runs in a bucket (moto's S3 server, fake-gcs-server, on 127.0.0.1): `layerkit train --out
+s3://…`, SIGKILL at every stage of a commit's copy to the bucket, resume on a "new machine" (a
+fresh staging folder) each time; the final weights equal the uninterrupted local run's; a
+second trainer into the same bucket run is refused."""
+
+import csv
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from layerkit import storage
+from layerkit.saving import load_model
+from layerkit.training import apply_overrides, get_recipe, train
+from layerkit.training.checkpoints import FAULT_ENV, REMOTE_STAGES
+from layerkit.training.remote import LEASE_ENV
+
+EPOCHS = 4
+OVERRIDES = [f"epochs={EPOCHS}", "train_limit=256", "test_limit=64", "batch_size=32", "report=false",
+             "warmup_epochs=1"]
+LEASE = "2"
+
+CHAIN = [
+    ("kill@saving:1", 0),            # the first checkpoint's local write: nothing in the bucket
+    ("kill@uploaded:1", 0),          # its files uploaded, the manifest not: not committed
+    ("kill@remote-committed:1", 1),  # the manifest uploaded: committed; last/best copies not made
+    ("kill@resumed:1", 1),           # the resume itself
+    ("kill@uploaded:2", 1),          # epoch 2's files uploaded, its manifest not
+    ("random", None),                # a random moment after the third epoch's commit
+]
+
+
+def _weights(model):
+    return [keras.ops.convert_to_numpy(v) for v in model.variables] + [
+        keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
+
+
+def _remote_weights(url, tmp_path, name):
+    local = tmp_path / f"{name}-{random.random()}.keras"
+    storage.download(storage.join(url, name), local)
+    return _weights(load_model(local))
+
+
+def _done(url):
+    try:
+        return json.loads(storage.read(storage.join(url, "state.json")))["epochs_completed"]
+    except FileNotFoundError:
+        return 0
+
+
+def _start(url, resume, fault="", lease=LEASE):
+    cmd = [sys.executable, "-m", "layerkit.cli", "train", "--out", url]
+    cmd += ["--resume"] if resume else ["--smoke", *OVERRIDES]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", FAULT_ENV: fault, LEASE_ENV: lease}
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+
+
+def test_the_chain_covers_the_copy_to_the_bucket():
+    assert {f.split("@")[1].split(":")[0] for f, _ in CHAIN if "@" in f} >= set(REMOTE_STAGES)
+
+
+def test_sigkill_anywhere_then_resume_from_the_bucket_equals_uninterrupted(tmp_path, s3_bucket):
+    url = storage.join(s3_bucket, "runs", "killed")
+    config = apply_overrides(get_recipe("sample", smoke_run=True), OVERRIDES)
+    whole = train(config, tmp_path / "whole", verbose=0)
+
+    for i, (fault, expected) in enumerate(CHAIN):
+        if fault == "random":
+            proc = _start(url, resume=True)
+            deadline = time.time() + 600
+            while _done(url) < 3 and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(random.Random(0).uniform(0.0, 0.4))
+            proc.send_signal(signal.SIGKILL)
+        else:
+            proc = _start(url, resume=i > 0, fault=fault)
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == -signal.SIGKILL, (fault, err.decode()[-3000:])
+        if expected is not None:
+            assert _done(url) == expected, fault
+        else:
+            assert 3 <= _done(url) < EPOCHS, "the random kill landed after the run"
+
+    proc = _start(url, resume=True)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    assert "lapsed" in err.decode()  # the killed run's lease was taken over, not ignored
+    results = json.loads(storage.read(storage.join(url, "results.json")))
+    assert results["test_accuracy_final"] == whole["test_accuracy_final"]
+    rows = list(csv.DictReader(io.StringIO(storage.read(storage.join(url, "history.csv")).decode())))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, EPOCHS + 1))  # none lost or repeated
+    for a, b in zip(_weights(load_model(tmp_path / "whole" / "last.keras")),
+                    _remote_weights(url, tmp_path, "last.keras"), strict=True):
+        np.testing.assert_array_equal(a, b)
+    names = storage.listing(url)
+    state = json.loads(storage.read(storage.join(url, "state.json")))
+    assert sorted(n for n in names if n.startswith("checkpoints/")) == sorted({state["last"], state["best"]})
+    assert {"config.json", "run.json", "history.csv", "best.keras", "last.keras", "results.json"} <= set(names)
+    assert any(n.startswith("tensorboard/") for n in names)
+    assert not [n for n in names if ".tmp" in n]
+    assert not os.listdir(tmp_path / "cache" / "runs") if (tmp_path / "cache" / "runs").exists() else True
+
+
+def test_a_second_trainer_into_a_bucket_run_is_refused(tmp_path, bucket):
+    url = storage.join(bucket, "run")
+    first = _start(url, resume=False, lease="3")
+    deadline = time.time() + 300
+    while not storage.listing(storage.join(url, ".lock")) and time.time() < deadline:
+        assert first.poll() is None, first.stderr.read().decode()[-3000:]
+        time.sleep(0.1)
+    second = subprocess.run([sys.executable, "-m", "layerkit.cli", "train", "--out", url, "--smoke", *OVERRIDES],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, LEASE_ENV: "3"})
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=300)
+    assert second.returncode == 2, second.stderr[-3000:]
+    assert f"{url} is in use by another layerkit run" in second.stderr, second.stderr[-3000:]
+    assert "renewed its lease" in second.stderr
