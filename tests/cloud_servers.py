@@ -21,11 +21,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _log():
+    """A file for a server's output: a pipe nobody reads would fill and stall the server."""
+    import tempfile
+
+    return tempfile.TemporaryFile()
+
+
 def _wait(url: str, proc, what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited at start: {proc.stderr.read().decode(errors='replace')[-2000:]}")
+            proc.log.seek(0)
+            raise RuntimeError(f"{what} exited at start: {proc.log.read().decode(errors='replace')[-2000:]}")
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
@@ -63,6 +71,7 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.proc.log.close()
 
 
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
@@ -71,8 +80,10 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "A
 
 def start_s3() -> Server:
     port = free_port()
+    log = _log()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=log, stderr=subprocess.STDOUT)
+    proc.log = log
     url = f"http://127.0.0.1:{port}"
     _wait(url + "/moto-api/", proc, "moto's S3 server")
     return Server(proc, {**S3_ENV, "AWS_ENDPOINT_URL": url}, "s3")
@@ -87,9 +98,11 @@ def start_gcs() -> Server:
     assert wrapper and binary.exists()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    log = _log()
     proc = subprocess.Popen([str(binary), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
                              "-port", str(port), "-public-host", f"127.0.0.1:{port}", "-external-url", url,
                              "-log-level", "error"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=log, stderr=subprocess.STDOUT)
+    proc.log = log
     _wait(url + "/storage/v1/b", proc, "fake-gcs-server")
     return Server(proc, {"STORAGE_EMULATOR_HOST": url, "GOOGLE_CLOUD_PROJECT": "test"}, "gs")

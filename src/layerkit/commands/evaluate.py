@@ -15,8 +15,11 @@ def run(args):
     from layerkit.training.compilation import use_persistent_cache
     from layerkit.training.inference import describe_weights, evaluate_run
 
+    from layerkit.training.remote import local_copy
+
     use_persistent_cache()
-    result = evaluate_run(args.run_dir, weights=args.weights, tta=args.tta)
-    print(f"{describe_weights(args.run_dir, args.weights)}{f' + {args.tta} TTA' if args.tta != 'none' else ''}: "
-          f"test accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} on {result['images']} images")
+    with local_copy(args.run_dir, (args.weights,)) as run_dir:  # a bucket run: its files copied here
+        result = evaluate_run(run_dir, weights=args.weights, tta=args.tta)
+        print(f"{describe_weights(run_dir, args.weights)}{f' + {args.tta} TTA' if args.tta != 'none' else ''}: "
+              f"test accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} on {result['images']} images")
     return 0

@@ -16,8 +16,20 @@ def add_parser(subparsers):
 
 
 def run(args):
+    from layerkit import storage
     from layerkit.export import export_run
+    from layerkit.training.remote import local_copy, upload_tree
 
-    out = export_run(args.run_dir, args.format, out=args.out, weights=args.weights)
+    import tempfile
+    from pathlib import Path
+
+    with local_copy(args.run_dir, (args.weights,)) as run_dir, tempfile.TemporaryDirectory() as scratch:
+        remote_out = args.out if args.out and storage.is_remote(args.out) else None
+        local_out = Path(scratch) / storage.name(remote_out) if remote_out else args.out  # --out URL: made here first
+        out = export_run(run_dir, args.format, out=local_out, weights=args.weights)
+        if storage.is_remote(args.run_dir) or remote_out:  # beside the bucket's checkpoint, or where --out says
+            target = remote_out or storage.join(args.run_dir, Path(out).relative_to(run_dir).as_posix())
+            upload_tree(out, target)
+            out = target
     print(f"exported {args.weights} weights of {args.run_dir} as {args.format}: {out}")
     return 0

@@ -21,6 +21,7 @@ finds its next number taken has lost the lock and commits nothing more. Clocks o
 machines are never compared.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -338,3 +339,51 @@ class RemoteRun:
     def shown(self, text: str) -> str:
         """`text` with the staging folder's path replaced by the bucket URL."""
         return text.replace(str(self.local), storage.redact(self.url)) if self.local else text
+
+
+RUN_FILES = ("config.json", "classes.json", STATE_NAME, "results.json", "run.json")
+
+
+@contextlib.contextmanager
+def local_copy(run_dir, weights=("best", "last")):
+    """The run `run_dir` as a local folder: itself when it is local; for a bucket URL, a
+    temporary copy of its record files and the checkpoints `weights` name (removed after)."""
+    if not storage.is_remote(run_dir):
+        yield Path(run_dir)
+        return
+    url = str(run_dir).rstrip("/")
+    listing = storage.listing(url)
+    if "config.json" not in listing:
+        raise RunError(f"{storage.redact(url)} is not a layerkit run directory (no config.json)")
+    cache = runs_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    local = Path(tempfile.mkdtemp(prefix="copy-", dir=cache))
+    try:
+        for name in RUN_FILES:
+            if name in listing:
+                storage.download(storage.join(url, name), local / name)
+        state = json.loads((local / STATE_NAME).read_text()) if (local / STATE_NAME).exists() else {}
+        for which in weights:
+            name = state.get(which)
+            if name and not (local / name).exists():
+                (local / name).parent.mkdir(parents=True, exist_ok=True)
+                storage.download(storage.join(url, name), local / name)
+        try:
+            yield local
+        except Exception as err:
+            if str(local) in str(err):
+                err.args = (str(err).replace(str(local), storage.redact(url)), *err.args[1:])
+            raise
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
+
+
+def upload_tree(local, url: str) -> None:
+    """Copy the local file or folder `local` to `url` (a folder's files under it)."""
+    local = Path(local)
+    if local.is_dir():
+        for path in sorted(local.rglob("*")):
+            if path.is_file():
+                storage.upload(path, storage.join(url, path.relative_to(local).as_posix()))
+    else:
+        storage.upload(local, url)

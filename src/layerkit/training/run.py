@@ -356,6 +356,8 @@ def _train_in(config: Config | None, workdir: Path, resume: bool, verbose, launc
         if lock:
             lock.acquire()
         config, state = _prepare(config, workdir, resume, chief)
+        if mirror is not None:  # the start's marker and config.json, in the bucket as on a disk
+            mirror.sync()
         if resume and chief:
             config = _extend(config, workdir, state, epochs)
         elif resume and epochs is not None:  # process 0 checks and records the extension
