@@ -123,3 +123,43 @@ def test_a_second_trainer_into_a_bucket_run_is_refused(tmp_path, bucket):
     assert second.returncode == 2, second.stderr[-3000:]
     assert f"{url} is in use by another layerkit run" in second.stderr, second.stderr[-3000:]
     assert "renewed its lease" in second.stderr
+
+
+def test_a_gcs_run_trains_then_evaluate_predict_and_export_read_it_from_the_bucket(tmp_path, _cloud_servers, capsys):
+    from layerkit.cli import main
+
+    url = storage.join(_cloud_servers["gs"].make_bucket(), "runs", "one")
+    config = apply_overrides(get_recipe("sample", smoke_run=True), ["epochs=2", "report=false"])
+    results = train(config, url, verbose=0)
+    names = storage.listing(url)
+    assert {"state.json", "config.json", "results.json", "best.keras", "last.keras", "history.csv"} <= set(names)
+    assert storage.read(storage.join(url, "best.keras")) == storage.read(
+        storage.join(url, json.loads(storage.read(storage.join(url, "state.json")))["best"]))
+    assert not [p for p in (tmp_path.parent).glob("run-*")]  # (the staging folders live in the runs cache)
+
+    capsys.readouterr()
+    assert main(["evaluate", url, "--weights", "last"]) == 0
+    out = capsys.readouterr().out
+    assert f"test accuracy {results['test_accuracy_final']:.4f}" in out, out
+    image = tmp_path / "cat.png"
+    keras.utils.save_img(image, np.full((32, 32, 3), 127, np.uint8))
+    assert main(["predict", url, str(image)]) == 0
+    assert capsys.readouterr().out.startswith(f"{image}: ")
+    assert main(["export", url, "--format", "keras"]) == 0
+    assert "best-inference.keras" in storage.listing(url)
+    exported = storage.join(storage.parent(url), "exports", "m.keras")
+    assert main(["export", url, "--format", "keras", "--weights", "last", "--out", exported]) == 0
+    assert storage.exists(exported)
+
+
+def test_a_fresh_start_refuses_a_bucket_folder_holding_other_objects(s3_bucket):
+    url = storage.join(s3_bucket, "data")
+    storage.write(storage.join(url, "photo.jpg"), b"not layerkit's")
+    config = apply_overrides(get_recipe("sample", smoke_run=True), ["epochs=1"])
+    from layerkit.training.rundir import RunError
+
+    with pytest.raises(RunError, match=r"is not empty \(photo.jpg\) and holds no layerkit start"):
+        train(config, url, verbose=0)
+    assert storage.listing(url) == {"photo.jpg": 14}  # nothing written, not even a lock
+    with pytest.raises(RunError, match="holds no run to resume"):
+        train(None, storage.join(s3_bucket, "nothing"), resume=True, verbose=0)

@@ -18,7 +18,7 @@ def run(args):
     from layerkit.training.remote import local_copy
 
     use_persistent_cache()
-    with local_copy(args.run_dir, (args.weights,)) as run_dir:  # a bucket run: its files copied here
+    with local_copy(args.run_dir) as run_dir:  # a bucket run: its files copied here
         result = evaluate_run(run_dir, weights=args.weights, tta=args.tta)
         print(f"{describe_weights(run_dir, args.weights)}{f' + {args.tta} TTA' if args.tta != 'none' else ''}: "
               f"test accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} on {result['images']} images")

@@ -23,7 +23,7 @@ def run(args):
     import tempfile
     from pathlib import Path
 
-    with local_copy(args.run_dir, (args.weights,)) as run_dir, tempfile.TemporaryDirectory() as scratch:
+    with local_copy(args.run_dir) as run_dir, tempfile.TemporaryDirectory() as scratch:
         remote_out = args.out if args.out and storage.is_remote(args.out) else None
         local_out = Path(scratch) / storage.name(remote_out) if remote_out else args.out  # --out URL: made here first
         out = export_run(run_dir, args.format, out=local_out, weights=args.weights)

@@ -19,7 +19,7 @@ def run(args):
     from layerkit.training.remote import local_copy
 
     use_persistent_cache()
-    with local_copy(args.run_dir, (args.weights,)) as run_dir:  # a bucket run: its files copied here
+    with local_copy(args.run_dir) as run_dir:  # a bucket run: its files copied here
         for k, (path, ranked) in enumerate(predict_files(run_dir, args.images, weights=args.weights, top=args.top)):
             if k == 0:
                 print(f"layerkit predict: {describe_weights(run_dir, args.weights)} of {args.run_dir}", file=sys.stderr)

@@ -35,7 +35,7 @@ from pathlib import Path
 from layerkit import storage
 from layerkit._atomic import TEMP_NAME
 from layerkit.training.checkpoints import (CHECKPOINT_DIR, CHECKPOINT_NAME, KEPT, PUBLISHED, STATE_NAME,
-                                           CheckpointError, fault_point)
+                                           CheckpointError, fault_point, publish)
 from layerkit.training.rundir import LOCK_NAME, MARKER, RunError, RunLockedError
 
 LEASE_ENV = "LAYERKIT_RUN_LEASE"
@@ -345,9 +345,9 @@ RUN_FILES = ("config.json", "classes.json", STATE_NAME, "results.json", "run.jso
 
 
 @contextlib.contextmanager
-def local_copy(run_dir, weights=("best", "last")):
+def local_copy(run_dir):
     """The run `run_dir` as a local folder: itself when it is local; for a bucket URL, a
-    temporary copy of its record files and the checkpoints `weights` name (removed after)."""
+    temporary copy of its record files and of the checkpoints its manifest names (removed after)."""
     if not storage.is_remote(run_dir):
         yield Path(run_dir)
         return
@@ -363,11 +363,13 @@ def local_copy(run_dir, weights=("best", "last")):
             if name in listing:
                 storage.download(storage.join(url, name), local / name)
         state = json.loads((local / STATE_NAME).read_text()) if (local / STATE_NAME).exists() else {}
-        for which in weights:
+        for which in KEPT:  # what `read_state` checks is there
             name = state.get(which)
             if name and not (local / name).exists():
                 (local / name).parent.mkdir(parents=True, exist_ok=True)
                 storage.download(storage.join(url, name), local / name)
+        if state:
+            publish(local, state)  # best.keras and last.keras, as the bucket's copies are
         try:
             yield local
         except Exception as err:
