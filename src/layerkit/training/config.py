@@ -14,6 +14,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from layerkit import storage
+
 
 @dataclass
 class Config:
@@ -343,6 +345,12 @@ def validate(config: Config) -> Config:
     """Every key in its range (`RANGES`), then the rules that join keys."""
     for key in keys():
         check(key, getattr(config, key))
+    for key in ("data", "test_data"):
+        value = getattr(config, key)
+        if isinstance(value, str) and storage.is_remote(value) and storage.redact(value) != value:
+            raise ValueError(f"Config key {key!r}: {storage.redact(value)} carries a user or a query (a signed URL's "
+                             "token), which config.json would keep; give the bucket's gs:// or s3:// URL, with "
+                             "credentials from the cloud's environment (AWS_PROFILE, application default credentials)")
     if config.data_keys:
         from layerkit.records.example import ImageKeys
 

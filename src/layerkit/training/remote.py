@@ -73,7 +73,7 @@ class LeaseLock:
         self._stop = threading.Event()
         self._thread = None
         self._say = say or (lambda text: print(f"layerkit: {text}", file=sys.stderr, flush=True))
-        self.holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:500]}
+        self.holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(map(storage.redact, sys.argv))[:500]}
 
     def _numbers(self) -> list:
         return sorted(int(k) for k in storage.listing(self.prefix) if k.isdigit())

@@ -207,7 +207,7 @@ def _record_launch(workdir: Path, epochs_completed: int, topology) -> None:
         launches = json.loads(path.read_text()).get("launches", []) if path.exists() else []
     except (OSError, ValueError, AttributeError):
         launches = []
-    launches.append({"argv": sys.argv, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    launches.append({"argv": [storage.redact(a) for a in sys.argv], "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                      "cwd": os.getcwd(), "epochs_completed_before": epochs_completed,
                      **({"launch": topology.launch.describe()} if topology.launch else {}),
                      **({"roles": topology.processes} if topology.processes else {})})
@@ -266,7 +266,7 @@ def _prepare(config: Config, workdir: Path, resume: bool, chief: bool = True):
               file=sys.stderr)
     with run_write(workdir, f"{MARKER} and config.json"):
         atomic_write(workdir / MARKER, json.dumps({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                                   "pid": os.getpid(), "argv": sys.argv}))
+                                                   "pid": os.getpid(), "argv": [storage.redact(a) for a in sys.argv]}))
         repair(workdir)
         atomic_write(workdir / "config.json", config.to_json())
     return config, None

@@ -127,7 +127,7 @@ class RunLock:
                                  "this one took its lock; try again")
         holder = {"pid": os.getpid(), "host": socket.gethostname(),
                   "started": datetime.datetime.now().isoformat(timespec="seconds"),
-                  "command": " ".join(sys.argv)[:500]}
+                  "command": " ".join(map(_redact, sys.argv))[:500]}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode(), 0)
         self._fd = fd
@@ -167,6 +167,12 @@ class RunLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def _redact(arg: str) -> str:
+    from layerkit.storage import redact
+
+    return redact(arg)
 
 
 def _same_file(fd, path) -> bool:
