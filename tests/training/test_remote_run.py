@@ -29,7 +29,6 @@ OVERRIDES = [f"epochs={EPOCHS}", "train_limit=256", "test_limit=64", "batch_size
 LEASE = "2"
 
 CHAIN = [
-    ("kill@saving:1", 0),            # the first checkpoint's local write: nothing in the bucket
     ("kill@uploaded:1", 0),          # its files uploaded, the manifest not: not committed
     ("kill@remote-committed:1", 1),  # the manifest uploaded: committed; last/best copies not made
     ("kill@resumed:1", 1),           # the resume itself
@@ -169,3 +168,12 @@ def test_a_data_url_carrying_a_token_is_refused_before_config_json_could_keep_it
     with pytest.raises(ValueError, match=r"https://host/b/shards\?\*\*\* carries a user or a query") as err:
         apply_overrides(get_recipe("sample", smoke_run=True), ["data=https://host/b/shards?X-Goog-Signature=s3cr3t"])
     assert "s3cr3t" not in str(err.value)
+
+
+def test_a_bucket_that_does_not_exist_exits_2_naming_it(bucket, capsys):
+    from layerkit.cli import main
+
+    missing = bucket.split("://")[0] + "://no-such-bucket-" + bucket[-6:]
+    assert main(["train", "--smoke", "--out", storage.join(missing, "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"the bucket no-such-bucket-{bucket[-6:]} does not exist" in err, err
