@@ -177,3 +177,27 @@ def test_a_bucket_that_does_not_exist_exits_2_naming_it(bucket, capsys):
     assert main(["train", "--smoke", "--out", storage.join(missing, "run")]) == 2
     err = capsys.readouterr().err
     assert f"the bucket no-such-bucket-{bucket[-6:]} does not exist" in err, err
+
+
+def test_the_lease_lock_refuses_a_live_holder_takes_over_a_dead_one_and_the_loser_commits_nothing(s3_bucket):
+    from layerkit.training.remote import LeaseLock
+    from layerkit.training.rundir import RunLockedError
+
+    url, said = storage.join(s3_bucket, "run"), []
+    a = LeaseLock(url, lease=1.0, say=said.append).acquire()
+    with pytest.raises(RunLockedError, match="in use by another layerkit run .*renewed its lease"):
+        LeaseLock(url, lease=1.0, say=said.append).acquire()  # a renews every third of the lease
+    a._stop.set()
+    a._thread.join()  # a "dies": no more renewals
+    b = LeaseLock(url, lease=1.0, say=said.append).acquire()
+    assert "lapsed" in said[-1]
+    assert not a.renew()  # a wakes up: its next number is taken
+    with pytest.raises(RunLockedError, match="this run lost its lock: another run took the lease"):
+        a.check()
+    b.check()
+    b.release()
+    t = time.monotonic()
+    c = LeaseLock(url, lease=30.0, say=said.append).acquire()  # released: taken at once, no wait
+    assert time.monotonic() - t < 25
+    c.release()
+    assert len(storage.listing(storage.join(url, ".lock"))) <= 2  # old numbers pruned

@@ -134,16 +134,20 @@ class LeaseLock:
         return self
 
     def _renew(self) -> None:
-        while not self._stop.wait(self.lease / 3):
-            try:
-                if self._create(self.number + 1):
-                    self.number += 1
-                    self._prune()
-                else:
-                    self.lost = f"another run took the lease ({self.describe(self._read(self.number + 1))})"
-                    return
-            except (storage.StorageError, OSError):
-                continue  # a network failure: the next renewal tries again; a lapse is found by `check`
+        while not self._stop.wait(self.lease / 3) and self.renew():
+            pass
+
+    def renew(self) -> bool:
+        """Write the next lease number; False once the lock is lost (another run took it)."""
+        try:
+            if self._create(self.number + 1):
+                self.number += 1
+                self._prune()
+                return True
+        except (storage.StorageError, OSError):
+            return True  # a network failure: the next renewal tries again; a lapse is found by `check`
+        self.lost = f"another run took the lease ({self.describe(self._read(self.number + 1))})"
+        return False
 
     def _prune(self) -> None:
         for k in self._numbers():
