@@ -88,6 +88,8 @@ def test_sigkill_anywhere_then_resume_from_the_bucket_equals_uninterrupted(tmp_p
         else:
             assert 3 <= _done(url) < EPOCHS, "the random kill landed after the run"
 
+    # as a launch killed after uploading a step checkpoint it never committed would leave it
+    storage.write(storage.join(url, "checkpoints", "step-00000099.keras"), b"uncommitted")
     proc = _start(url, resume=True)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err.decode()[-3000:]

@@ -196,6 +196,7 @@ class RemoteRun:
         self.local = None
         self.committed = False  # whether this launch committed a manifest to the bucket
         self._sent = {}  # relative name -> (size, mtime_ns) of what the bucket holds from this launch
+        self._checkpoints = set()  # checkpoint objects in the bucket (a killed launch's uncommitted ones too)
         self._remote_published = {}
 
     def __enter__(self) -> "RemoteRun":
@@ -232,8 +233,10 @@ class RemoteRun:
         for name in listing:
             if name.startswith(LOCK_PREFIX + "/") or name in PUBLISHED.values() or name == LOCK_NAME:
                 continue
-            if name.startswith(CHECKPOINT_DIR + "/") and name not in named:
-                continue  # written by a commit that did not happen, or pruned late
+            if name.startswith(CHECKPOINT_DIR + "/"):
+                self._checkpoints.add(name)
+                if name not in named:
+                    continue  # written by a commit that did not happen, or pruned late: deleted at the next
             target = self.local / name
             target.parent.mkdir(parents=True, exist_ok=True)
             storage.download(storage.join(self.url, name), target)
@@ -271,6 +274,7 @@ class RemoteRun:
                 if name and name not in self._sent:
                     storage.upload(self.local / name, storage.join(self.url, name))
                     self._sent[name] = None
+                    self._checkpoints.add(name)
             self._send_changed()
             fault_point("uploaded", where)
             self.lock.check()
@@ -291,11 +295,11 @@ class RemoteRun:
                 storage.copy(storage.join(self.url, name), storage.join(self.url, published))
                 self._remote_published[which] = name
         named = {state[w] for w in KEPT if state.get(w)}
-        for name in list(self._sent):
-            if name.startswith(CHECKPOINT_DIR + "/") and name not in named \
-                    and CHECKPOINT_NAME.fullmatch(name.split("/", 1)[1]):
+        for name in sorted(self._checkpoints - named):
+            if CHECKPOINT_NAME.fullmatch(name.split("/", 1)[1]):  # another name in checkpoints/ is not layerkit's
                 storage.delete(storage.join(self.url, name))
-                del self._sent[name]
+                self._checkpoints.discard(name)
+                self._sent.pop(name, None)
 
     def sync(self) -> None:
         """Copy what the run wrote since its last commit (results, report, plots, history)."""
