@@ -40,7 +40,7 @@ def main(argv=None) -> int:
         print(f"wrote {info['records']} records in {args.shards} shards in {time.perf_counter() - start:.1f} s")
         with_labels, source = best_open(folder, args.repeats)
         assert set(source.labels_source) == {"labels file"}
-        for path in folder.glob("*.labels"):
+        for path in folder.glob(".layerkit/*.labels"):
             path.unlink()
         scanned, plain = best_open(folder, args.repeats)
         assert set(plain.labels_source) == {"scan"} and (plain.labels == source.labels).all()

@@ -214,18 +214,34 @@ def read(url: str, limit: int | None = None) -> bytes:
     return bytes(call(url, "read", fs.cat_file, path))
 
 
-def read_ranges(url: str, starts, ends) -> list:
-    """The bytes ``[starts[k], ends[k])`` of object `url`, fetched concurrently."""
+def read_ranges(url, starts, ends) -> list:
+    """The bytes ``[starts[k], ends[k])`` of object `url` (one URL, or one URL per range:
+    several objects in one call), fetched concurrently."""
     starts, ends = [int(a) for a in starts], [int(b) for b in ends]
     if not starts:
         return []
-    fs, path = filesystem(url)
-    got = call(url, "read", fs.cat_ranges, [path] * len(starts), starts, ends)
-    for k, g in enumerate(got):
-        if isinstance(g, BaseException):
-            out = _classify(url, g, "read")
-            raise (out or StorageError(f"{redact(url)}: could not read bytes {starts[k]}-{ends[k]} ({g})")) from None
-    return [bytes(g) for g in got]
+    urls = [str(url)] * len(starts) if isinstance(url, (str, os.PathLike)) else [str(u) for u in url]
+    if len(urls) != len(starts):
+        raise ValueError(f"read_ranges: {len(urls)} URLs for {len(starts)} ranges")
+    groups = {}  # one call per file system (all of a set's shards share one)
+    for k, u in enumerate(urls):
+        fs, path = filesystem(u)
+        groups.setdefault(id(fs), (fs, []))[1].append((k, path))
+    out = [None] * len(starts)
+    for fs, members in groups.values():
+        ks = [k for k, _ in members]
+        got = call(urls[ks[0]], "read", fs.cat_ranges, [p for _, p in members], [starts[k] for k in ks],
+                   [ends[k] for k in ks])
+        for k, g in zip(ks, got):
+            if isinstance(g, BaseException):
+                err = _classify(urls[k], g, "read")
+                raise (err or StorageError(f"{redact(urls[k])}: could not read bytes {starts[k]}-{ends[k]} "
+                                           f"({_short(str(g))})")) from None
+            if len(g) != ends[k] - starts[k]:
+                raise StorageError(f"{redact(urls[k])}: asked for bytes {starts[k]}-{ends[k]}, got {len(g)} bytes "
+                                   "(the object changed, or the server ignores ranges)")
+            out[k] = bytes(g)
+    return out
 
 
 def write(url: str, data: bytes, create: bool = False) -> None:

@@ -17,7 +17,7 @@ def test_opening_with_labels_files_reads_no_record_and_matches_a_scan(written, m
     monkeypatch.setattr(ShardReader, "read_many", lambda self, idx, *a, **k: calls.append(len(idx)) or real(self, idx, *a, **k))
     source = TFRecordSource(written)
     assert calls == [] and source.labels_source == ["labels file"] * 3
-    for path in written.glob("*.labels"):
+    for path in written.glob(".layerkit/*.labels"):
         path.unlink()
     plain = TFRecordSource(written)
     assert plain.labels_source == ["scan"] * 3 and sum(calls) == len(plain)
@@ -50,7 +50,7 @@ def test_a_record_rewritten_after_its_first_read_is_checked_again(written, label
     # the first read checks a record against its row; later reads slice it while its CRC is
     # unchanged: a record rewritten in place (same size, valid frame, another label) is caught
     if not labels_file:
-        for path in written.glob("*.labels"):
+        for path in written.glob(".layerkit/*.labels"):
             path.unlink()
     source = TFRecordSource(written)
     first = source.encoded_many(np.arange(len(source)))
@@ -89,7 +89,7 @@ def test_a_broken_labels_file_means_a_scan_with_a_warning(written, corrupt, why)
 
 
 def scanned_labels(folder):
-    for p in folder.glob("*.labels"):
+    for p in folder.glob(".layerkit/*.labels"):
         p.unlink()
     return TFRecordSource(folder).labels.tolist()
 
@@ -187,7 +187,7 @@ def test_shards_return_the_stored_crc_with_each_payload(written):
 def test_index_gives_foreign_shards_labels_files(written, capsys):
     from layerkit import cli
 
-    for p in list(written.glob("*.labels")) + list(written.glob("*.index")) + [written / "dataset.json"]:
+    for p in list(written.glob(".layerkit/*.labels")) + list(written.glob(".layerkit/*.index")) + [written / "dataset.json"]:
         p.unlink()  # as TensorFlow leaves shards: no index, no labels, no dataset.json
     scanned = TFRecordSource(written)
     assert scanned.labels_source == ["scan"] * 3

@@ -88,8 +88,10 @@ def test_npz_round_trip_every_record_once(small_pack, tmp_path):
     labels_in_first_shard = {lab for _, lab, _ in got[:50]}
     assert len(labels_in_first_shard) >= 8  # not one class per shard
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert files == ["dataset.json"] + sorted(
-        f"records-0000{k}-of-00004.tfrecord{s}" for k in range(4) for s in ("", ".index", ".labels"))
+    assert files == [".layerkit", "dataset.json"] + [f"records-0000{k}-of-00004.tfrecord" for k in range(4)]
+    # the side files in .layerkit/, where no glob of TensorFlow's (records-*, *.tfrec*) matches them
+    assert sorted(p.name for p in (tmp_path / "out" / ".layerkit").iterdir()) == sorted(
+        f"records-0000{k}-of-00004.tfrecord{s}" for k in range(4) for s in (".index", ".labels"))
     assert verify_records(tmp_path / "out") == {"records": 200, "shards": 4, "classes": 10, "keys": "default"}
 
 

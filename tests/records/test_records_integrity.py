@@ -284,7 +284,7 @@ def test_a_fifo_in_place_of_a_side_file_never_hangs(written, suffix):
     import signal
 
     path = shard(written, 1)
-    side = path.parent / (path.name + suffix)
+    side = path.parent / ".layerkit" / (path.name + suffix)
     side.unlink()
     os.mkfifo(side)
     _alarm(20)
@@ -360,4 +360,4 @@ def test_temporary_files_of_a_killed_writer_are_removed_at_the_next_write(tmp_pa
     live.write_bytes(b"")
     write_records(embedded_pack, out)
     hidden = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
-    assert hidden == [live.name]
+    assert hidden == [".layerkit", live.name]  # the side files' folder, and the live writer's file

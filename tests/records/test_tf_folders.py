@@ -15,6 +15,7 @@ import pytest
 from layerkit import cli
 from layerkit.data.sources import TFRecordSource, open_dataset
 from layerkit.records import RecordError, index_records, records_info, verify_records, write_records
+from layerkit.records.shardbytes import LocalBytes
 from layerkit.records.tfrecord import ShardReader, inflate
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -103,12 +104,12 @@ def test_compression_named_or_detected_and_its_faults(tmp_path):
     cut.write_bytes(shard.read_bytes()[:-20])
     with pytest.raises(RecordError, match="truncated GZIP stream"):
         ShardReader(cut)
-    fd = os.open(shard, os.O_RDONLY)
+    raw = LocalBytes(shard)
     try:
         with pytest.raises(RecordError, match="decompresses to more than 100 bytes"):
-            inflate(fd, "GZIP", shard, limit=100)
+            inflate(raw, "GZIP", shard, limit=100)
     finally:
-        os.close(fd)
+        raw.close()
     trailing = tmp_path / "trailing.tfrecords"
     trailing.write_bytes(shard.read_bytes() + b"xyz")
     with pytest.raises(RecordError, match="3 bytes follow the end of the GZIP stream"):
@@ -132,7 +133,8 @@ def test_trains_one_smoke_epoch_through_the_cli(name, tmp_path, capsys):
 def test_side_files_of_a_foreign_shard_are_named_after_its_identity(tmp_path, monkeypatch):
     """A TF-written shard's side files live in $LAYERKIT_RECORDS_CACHE under a name made of the
     shard's identity: a shard changed afterwards (another size and time) is scanned again, never
-    read with the old index; a layerkit-written folder keeps them beside its shards."""
+    read with the old index; a layerkit-written folder keeps them in its .layerkit/ subfolder,
+    where TensorFlow's globs of its shards (records-*, *.tfrec*, *-of-*) do not reach."""
     monkeypatch.setenv("LAYERKIT_RECORDS_CACHE", str(tmp_path / "cache"))
     folder = Path(shutil.copytree(FIXTURES / "tf_folders" / "standard", tmp_path / "standard"))
     index_records(folder)
@@ -147,5 +149,8 @@ def test_side_files_of_a_foreign_shard_are_named_after_its_identity(tmp_path, mo
     written = tmp_path / "ours"
     write_records(TFRecordSource(folder / "train.tfrecord-00001-of-00002"), written, shards=1)
     names = sorted(p.name for p in written.iterdir())
-    assert [n for n in names if n.endswith((".index", ".labels"))] == [
-        "records-00000-of-00001.tfrecord.index", "records-00000-of-00001.tfrecord.labels"], names
+    assert names == [".layerkit", "dataset.json", "records-00000-of-00001.tfrecord"]
+    for glob in ("records-*", "records-*-of-*", "*.tfrec*", "*.tfrecord"):
+        assert fnmatch.filter(names, glob) == ["records-00000-of-00001.tfrecord"]
+    assert sorted(p.name for p in (written / ".layerkit").iterdir()) == [
+        "records-00000-of-00001.tfrecord.index", "records-00000-of-00001.tfrecord.labels"]

@@ -214,7 +214,8 @@ def test_unclosed_writer_shows_no_shard(tmp_path):
     assert list(tmp_path.glob("*.tfrecord")) == []
     w.close()
     assert path.exists() and index_path(path).exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tfrecord", "a.tfrecord.index"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".layerkit", "a.tfrecord"]
+    assert [p.name for p in (tmp_path / ".layerkit").iterdir()] == ["a.tfrecord.index"]
     umask = os.umask(0o022)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0o600
@@ -474,11 +475,11 @@ def test_record_error_pickles_with_its_location(tmp_path):
 
 
 def test_reads_without_pread(tmp_path, monkeypatch):
-    import layerkit.records.tfrecord as tfrecord
+    import layerkit.records.shardbytes as shardbytes
 
     items = payloads(30)
     path = write_shard(tmp_path / "a.tfrecord", items)
-    monkeypatch.setattr(tfrecord, "_HAS_PREAD", False)
+    monkeypatch.setattr(shardbytes, "_HAS_PREAD", False)
     r = ShardReader(path)
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(r.read, range(30))) == items

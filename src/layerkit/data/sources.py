@@ -110,7 +110,8 @@ class FolderSource:
 
 class TFRecordSource:
     """TFRecord shards of image Examples: a folder (`layerkit records write`'s, or TensorFlow's)
-    or one shard file.
+    or one shard file, local or in a bucket (``gs://B/PREFIX``, ``s3://``, ``https://``: the
+    same reader, `layerkit.records.ShardReader`).
 
     ``dataset.json`` gives the class names, the feature keys and the shard order; without
     it every file of the folder named as a shard (`layerkit.records.tfrecord.is_shard_name`)
@@ -134,10 +135,11 @@ class TFRecordSource:
     """
 
     def __init__(self, folder, keys=None, compression=None):
+        from layerkit import storage
         from layerkit.records.dataset import open_records
 
         folder = open_records(folder, keys, compression)  # the one verdict; side-file notes warned
-        self.name = str(folder.path)
+        self.name = storage.redact(folder.path)
         self._shards = folder.shards
         self.keys = self._keys = folder.keys
         self._rows = folder.rows  # label, image start, image size, CRC (-1: not checked)
@@ -152,8 +154,10 @@ class TFRecordSource:
 
     def describe(self, i) -> str:
         """Where image `i` lies: shard, record number and byte offset."""
+        from layerkit import storage
+
         s, j = self._shards.locate(int(i))
-        return f"{self._shards.paths[s]}, record {j}, byte offset {int(self._shards.readers[s].offsets[j])}"
+        return f"{storage.redact(self._shards.paths[s])}, record {j}, byte offset {int(self._shards.readers[s].offsets[j])}"
 
     def encoded_many(self, indices):
         from layerkit.records.example import _fast_image_label
@@ -231,15 +235,19 @@ def is_shard_folder(path: Path) -> bool:
 
 def open_source(path, split="train", keys=None, compression=None):
     """A source for a file or folder: ``.npz`` pack, CIFAR-10 python batches (folder or
-    ``.tar.gz``), TFRecord shards (a folder, or one shard file), or class subfolders.
+    ``.tar.gz``), TFRecord shards (a folder, or one shard file), or class subfolders. A URL
+    (``gs://``, ``s3://``, ``https://``) is TFRecord shards: a bucket folder or one shard.
 
     A folder holding ``{split}.npz`` or a ``{split}/`` subfolder opens that split (CIFAR-10
     batches hold both splits: `split` picks one). `keys` and `compression` are for TFRecord
     shards (`TFRecordSource`); other sources ignore them.
     """
+    from layerkit import storage
     from layerkit.data.cifar import CifarSource, is_cifar
     from layerkit.records.tfrecord import is_shard_name
 
+    if storage.is_remote(path):
+        return TFRecordSource(str(path), keys, compression)
     path = Path(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No such file or folder: {path}")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from layerkit import storage
 from layerkit._atomic import remove_stale_temps
 from layerkit.data.decode import decode_image, image_format
 from layerkit.records.example import (
@@ -35,10 +36,15 @@ from layerkit.records.tfrecord import (
     ShardReader,
     Shards,
     check_shard_set,
+    as_path,
     index_path,
+    join_path,
     masked_crc32c,
-    read_regular,
+    read_bounded,
+    remote_object,
+    remote_shard_paths,
     shard_paths,
+    split_path,
 )
 
 MAX_DATASET_JSON_BYTES = 64 * 1024 * 1024  # a folder of a million shards stays below this
@@ -69,27 +75,39 @@ class Progress:
 
 
 def records_folder(path):
-    """(shard paths, dataset.json's checked fields or None) of a records folder or one shard.
+    """(shard paths, dataset.json's checked fields or None, whether `path` is a folder) of a
+    records folder or one shard, local or in a bucket (``gs://B/PREFIX``, ``s3://``, or an
+    ``https://`` folder holding a dataset.json).
 
     The shards are those ``dataset.json`` lists when the folder has one that lists them (each
     must exist), else the folder's files named as shards (`layerkit.records.tfrecord.is_shard_name`;
     a set named ``-NNNNN-of-NNNNN`` must be whole: `check_shard_set`), or the one file `path`
     names.
     """
-    path = Path(path)
+    path = as_path(path)
     info = None
-    if path.is_dir() and os.path.lexists(path / DATASET_FILE):
-        info = load_dataset_info(path)
+    if storage.is_remote(path):
+        path = path.rstrip("/")
+        folder = not remote_object(path)
+        if folder:
+            try:
+                info = load_dataset_info(path)
+            except FileNotFoundError:
+                info = None
+    else:
+        folder = path.is_dir()
+        if folder and os.path.lexists(path / DATASET_FILE):
+            info = load_dataset_info(path)
     if info is not None and info.get("shards"):
-        paths = [path / s["file"] for s in info["shards"]]
+        paths = [join_path(path, s["file"]) for s in info["shards"]]
         for p in paths:
-            if not os.path.lexists(p):
+            if not storage.is_remote(p) and not os.path.lexists(p):
                 raise RecordError(f"shard listed in {DATASET_FILE} is missing", p)
     else:
-        paths = shard_paths(path)
-        if path.is_dir():
+        paths = remote_shard_paths(path) if storage.is_remote(path) and folder else shard_paths(path)
+        if folder:
             check_shard_set(paths)
-    return paths, info
+    return paths, info, folder
 
 
 def resolve_keys(keys, info, readers) -> ImageKeys:
@@ -127,7 +145,7 @@ class RecordsFolder:
     (the shard was scanned instead). Close it (or use it as a context manager) when done."""
 
     def __init__(self, path, info, keys, shards, classes, rows, labels_source, notes):
-        self.path, self.info, self.keys, self.shards = Path(path), info, keys, shards
+        self.path, self.info, self.keys, self.shards = as_path(path), info, keys, shards
         self.classes, self.rows, self.labels_source, self.notes = classes, rows, labels_source, notes
 
     @property
@@ -160,12 +178,18 @@ def open_records(path, keys=None, compression=None, warn: bool = True) -> Record
     the same for every reader, and the note is kept in `notes` (warned when `warn`).
     `verify_records`, which checks side files too, fails on them.
     """
-    path = Path(path)
-    paths, info = records_folder(path)
+    path = as_path(path)
+    paths, info, folder = records_folder(path)
+    path = path.rstrip("/") if isinstance(path, str) else path
     listed = info.get("shards") if info is not None else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # an invalid index is one of the notes below
-        shards = Shards(paths, compression=compression)
+        try:
+            shards = Shards(paths, compression=compression)
+        except FileNotFoundError as err:
+            if listed:  # a listed shard not in the bucket
+                raise RecordError(f"shard listed in {DATASET_FILE} is missing ({err})", path) from None
+            raise
     try:
         notes = []
         for k, reader in enumerate(shards.readers):
@@ -181,7 +205,7 @@ def open_records(path, keys=None, compression=None, warn: bool = True) -> Record
                 if "bytes" in entry and reader.size != entry["bytes"]:
                     raise RecordError(f"is {reader.size} bytes, {DATASET_FILE} says {entry['bytes']}: the shard "
                                       "changed after it was written", reader.path)
-        if info is None and path.is_dir():
+        if info is None and folder:
             check_no_copies(shards.readers)
         n = len(shards)
         if n == 0:
@@ -212,7 +236,8 @@ def open_records(path, keys=None, compression=None, warn: bool = True) -> Record
                               f"(expected {expected}; {bad.size} such records)",
                               shards.paths[s], j, int(shards.readers[s].offsets[j]))
         if info is not None:
-            _check_classes(info, classes, np.bincount(labels, minlength=len(classes)), n, path / DATASET_FILE)
+            _check_classes(info, classes, np.bincount(labels, minlength=len(classes)), n,
+                           join_path(path, DATASET_FILE))
         if warn:
             for _, why in notes:  # each names its side file
                 warnings.warn(f"{why}; scanning the shard instead", stacklevel=2)
@@ -273,9 +298,10 @@ def index_records(folder, keys=None, progress: bool | None = None, compression=N
     """
     from layerkit.records.tfrecord import write_index
 
-    folder = Path(folder)
-    remove_stale_temps(folder if folder.is_dir() else folder.parent)
-    paths, info = records_folder(folder)
+    folder = as_path(folder)
+    if not storage.is_remote(folder):
+        remove_stale_temps(folder if folder.is_dir() else folder.parent)
+    paths, info, _ = records_folder(folder)
     n = indexes = 0
     keys = resolve_keys(keys, info, [])  # given or dataset.json's; else None: detected below
     bar = Progress(f"indexing {folder}", len(paths), progress)
@@ -372,9 +398,10 @@ def check_dataset_info(info, path, required=REQUIRED_FIELDS) -> dict:
 def read_dataset_info(path, required=REQUIRED_FIELDS) -> dict:
     """dataset.json at `path` (a regular file), parsed and checked (`check_dataset_info`)."""
     try:
-        text = read_regular(path, MAX_DATASET_JSON_BYTES, "a dataset.json")
+        text = read_bounded(path, MAX_DATASET_JSON_BYTES, "a dataset.json")
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path} not found: not a records folder written by write_records (or unfinished)") from None
+        raise FileNotFoundError(f"{storage.redact(path)} not found: not a records folder written by write_records "
+                                "(or unfinished)") from None
     if len(text) > MAX_DATASET_JSON_BYTES:
         raise RecordError(f"larger than {MAX_DATASET_JSON_BYTES} bytes: not a dataset.json", path)
     try:
@@ -386,7 +413,7 @@ def read_dataset_info(path, required=REQUIRED_FIELDS) -> dict:
 
 def load_dataset_info(out_dir) -> dict:
     """dataset.json of a records folder, checked for the fields the readers need."""
-    return read_dataset_info(Path(out_dir) / DATASET_FILE)
+    return read_dataset_info(join_path(as_path(out_dir), DATASET_FILE))
 
 
 def _each_record(folder):
@@ -473,7 +500,7 @@ def records_info(out_dir, keys=None, compression=None) -> dict:
             image_bytes += len(fields["encoded"])
             n += 1
         found = np.bincount(folder.labels, minlength=len(folder.classes))
-        shards = [{"file": r.path.name, "records": len(r), "bytes": r.path.stat().st_size,
+        shards = [{"file": split_path(r.path)[1], "records": len(r), "bytes": r.file_size,
                    "compression": r.compression or "none"} for r in folder.shards.readers]
         return {
             "records": n,

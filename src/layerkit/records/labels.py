@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from layerkit.records.example import DEFAULT_KEYS, parse_image_example
-from layerkit.records.tfrecord import (FRAME_BYTES, LABELS_SUFFIX, RecordError, crc32c, read_npy_int64, side_path,
-                                       write_side_file)
+from layerkit import storage
+from layerkit.records.tfrecord import (FRAME_BYTES, LABELS_SUFFIX, MISSING, RecordError, crc32c, read_npy_int64,
+                                       side_path, split_path, write_side_file)
 
 COLUMNS = 4  # label, image start, image size, masked CRC
 COLUMN_NAMES = ("label", "image start", "image size", "CRC")
@@ -32,9 +33,9 @@ MAGIC = 0x6C6B6C6231  # "lklb1": the trailer of a labels file with its checksum
 TRAILER = 4  # MAGIC, records, shard bytes, checksum
 
 
-def labels_path(shard, beside: bool | None = None) -> Path:
+def labels_path(shard, ours: bool | None = None) -> Path:
     """Where `shard`'s labels file is (or goes): `layerkit.records.tfrecord.side_path`."""
-    return side_path(shard, LABELS_SUFFIX, beside)
+    return side_path(shard, LABELS_SUFFIX, ours)
 
 
 def scan_labels(reader, keys=DEFAULT_KEYS) -> np.ndarray:
@@ -62,16 +63,16 @@ def checksum(rows, offsets) -> int:
     return crc32c(rows.tobytes() + offsets.tobytes() + struct.pack("<q", len(rows)))
 
 
-def write_labels(shard, rows, offsets, beside: bool | None = None) -> None:
+def write_labels(shard, rows, offsets, ours: bool | None = None) -> None:
     """Write `shard`'s labels file: `rows` (n, 4) and the trailer binding them to the shard's
-    `offsets` (n + 1, the last one its size). `beside`: as `side_path`'s."""
+    `offsets` (n + 1, the last one its size). `ours`: as `side_path`'s."""
     rows = np.asarray(rows, dtype="<i8").reshape(-1, COLUMNS)
     offsets = np.asarray(offsets, dtype="<i8")
     if len(offsets) != len(rows) + 1:
         raise ValueError(f"{shard}: {len(rows)} label rows for {len(offsets) - 1} records")
     trailer = np.asarray([MAGIC, len(rows), offsets[-1], checksum(rows, offsets)], "<i8")
     flat = np.concatenate([rows.reshape(-1), trailer])
-    write_side_file(labels_path(shard, beside), lambda f: np.save(f, flat, allow_pickle=False))
+    write_side_file(labels_path(shard, ours), lambda f: np.save(f, flat, allow_pickle=False))
 
 
 def load_labels(reader, num_classes: int | None = None):
@@ -79,14 +80,14 @@ def load_labels(reader, num_classes: int | None = None):
 
     The file must fit the shard (record count, size, offsets) and its checksum its rows."""
     path = labels_path(reader.path)
-    if not os.path.lexists(path):
+    if not storage.is_remote(path) and not os.path.lexists(path):
         return None, "no labels file"
     n = len(reader)
     expected = n * COLUMNS + TRAILER
     limit = 256 + expected * 8  # an .npy header and the array; anything longer is not ours
     flat, why = read_npy_int64(path, limit, f"the labels of {n} records")
     if flat is None:
-        return None, why
+        return None, "no labels file" if why == MISSING else why
     if flat.shape == (n * COLUMNS,):
         return None, f"{path} has no checksum (written by an older layerkit); run `layerkit records index` to rewrite it"
     if flat.shape != (expected,):
@@ -127,7 +128,7 @@ def check_row(row, payload, crc, path, index, offset, keys=DEFAULT_KEYS) -> byte
         else:
             if got == label and payload[start : start + size] == encoded:
                 return encoded
-    name = labels_path(path).name
+    name = split_path(labels_path(path))[1]
     if want_crc >= 0 and crc != want_crc:
         raise RecordError(
             f"the record does not match {name} (its CRC is {crc:#010x}, the labels file says "

@@ -16,8 +16,9 @@ decompressed into memory once (at most `MAX_DECOMPRESSED_BYTES`, a bound a strea
 checks before anything that large is held: `inflate`); its offsets, index and labels file then
 refer to the decompressed bytes.
 
-Uncompressed reads use ``os.pread`` on one descriptor (no shared file position), so one
-reader may serve many threads. Every fault raises `RecordError`, a `ValueError`
+A shard is a local file or an object in a bucket (``gs://``, ``s3://``, ``https://``): the same
+reader reads both, its bytes coming from `layerkit.records.shardbytes` (``os.pread`` on one
+descriptor, or ranged GETs through a block cache), so one reader may serve many threads. Every fault raises `RecordError`, a `ValueError`
 naming the shard, the record and its byte offset.
 """
 
@@ -36,7 +37,9 @@ from pathlib import Path
 import google_crc32c
 import numpy as np
 
+from layerkit import storage
 from layerkit._atomic import atomic_write, fsync_dir, open_temp
+from layerkit.records import shardbytes
 
 HEADER_BYTES = 12  # uint64 length + uint32 masked CRC of the length
 FOOTER_BYTES = 4  # uint32 masked CRC of the payload
@@ -47,7 +50,8 @@ MAX_DECOMPRESSED_BYTES = 1 << 30  # a GZIP/ZLIB shard is decompressed into memor
 COMPRESSIONS = ("", "GZIP", "ZLIB")  # TensorFlow's compression_type values ("": none)
 INDEX_SUFFIX = ".index"
 LABELS_SUFFIX = ".labels"  # the labels file beside a shard: layerkit.records.labels
-DATASET_FILE = "dataset.json"  # a folder layerkit wrote: its side files are beside its shards
+DATASET_FILE = "dataset.json"  # a folder layerkit wrote: its side files are in its SIDE_FOLDER
+SIDE_FOLDER = ".layerkit"  # OUT/.layerkit/NAME.index: no glob of TensorFlow's (train-*, *.tfrec*) matches it
 SIDE_CACHE_ENV = "LAYERKIT_RECORDS_CACHE"  # side files of other shards: side_cache_dir()
 _MASK_DELTA = 0xA282EAD8
 _U32 = 0xFFFFFFFF
@@ -64,7 +68,7 @@ class RecordError(ValueError):
         self.path, self.index, self.offset, self.reason = path, index, offset, message
         where = []
         if path is not None:
-            where.append(str(path))
+            where.append(storage.redact(path))
         if index is not None:
             where.append(f"record {index}")
         if offset is not None:
@@ -182,31 +186,85 @@ def decode_record(frame, path=None, index=None, offset=None, max_record_bytes=MA
 # === Index ===
 
 
-def index_path(shard, beside: bool | None = None) -> Path:
+def index_path(shard, ours: bool | None = None):
     """Where `shard`'s offset index is (or goes): `side_path`."""
-    return side_path(shard, INDEX_SUFFIX, beside)
+    return side_path(shard, INDEX_SUFFIX, ours)
 
 
-def side_path(shard, suffix: str, beside: bool | None = None) -> Path:
+def as_path(path):
+    """A URL stays a str (a `pathlib.Path` would fold its ``//``); a local path becomes a `Path`."""
+    return str(path) if storage.is_remote(path) else Path(path)
+
+
+def split_path(path):
+    """(folder, name) of a local path or a URL."""
+    if storage.is_remote(path):
+        return storage.parent(path), storage.name(path)
+    path = Path(path)
+    return path.parent, path.name
+
+
+def join_path(folder, *names):
+    """`folder` / `names`, for a local folder or a URL."""
+    return storage.join(folder, *names) if storage.is_remote(folder) else Path(folder).joinpath(*names)
+
+
+_OURS = set()  # remote folders found holding a dataset.json (one stays layerkit's)
+
+
+def is_layerkit_folder(folder) -> bool:
+    """Whether `folder` (local or a URL) holds a ``dataset.json``: layerkit wrote it."""
+    if not storage.is_remote(folder):
+        return os.path.lexists(Path(folder) / DATASET_FILE)
+    folder = str(folder).rstrip("/")
+    if folder not in _OURS and storage.exists(storage.join(folder, DATASET_FILE)):
+        _OURS.add(folder)
+    return folder in _OURS
+
+
+def side_path(shard, suffix: str, ours: bool | None = None):
     """Where `shard`'s side file (``.index``, ``.labels``) is, or is written.
 
-    Beside the shard (``SHARD.index``) for folders layerkit writes (they hold a ``dataset.json``)
-    and wherever one is already there; for any other shard (TensorFlow's, a read-only folder's)
-    in the per-user cache `side_cache_dir`, named after the shard's identity (its real path, size,
-    modification time and inode), so that no glob of the user's (``train-*``) ever matches a
-    layerkit file and a folder needs no write access. A shard changed since is another identity
-    (the old entry is never read for it). `beside`: force either place (the writer's own shards)."""
-    near = Path(os.fspath(shard) + suffix)
-    if beside is None:
-        beside = os.path.lexists(near) or os.path.lexists(near.parent / DATASET_FILE)
-    if beside:
-        return near
-    try:
-        st = os.stat(shard)
-    except OSError:
-        return near  # no shard to name: its opening says so
-    key = f"{os.path.realpath(shard)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_dev}"
-    return side_cache_dir() / f"{near.name}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+    In a folder layerkit wrote (it holds a ``dataset.json``), in its subfolder `SIDE_FOLDER`
+    (``OUT/.layerkit/NAME.index``), where no glob of TensorFlow's (``train-*``, ``*.tfrec*``,
+    ``OUT/*.tfrecord``) matches it; a local side file already there, or beside the shard (the
+    layout before: ``NAME.index``), is used where it is. For any other shard (TensorFlow's, a
+    read-only folder's, a public bucket's) in the per-user cache `side_cache_dir`, named after
+    the shard's identity (local: real path, size, modification time, inode; remote: URL, size
+    and version, the GCS generation or S3 ETag), so that the folder is left as it was and needs
+    no write access. A shard changed since is another identity (the old entry is never read
+    for it). `ours`: True for the writer's own shards (the dataset.json comes last)."""
+    folder, name = split_path(shard)
+    new = join_path(folder, SIDE_FOLDER, name + suffix)
+    if storage.is_remote(shard):
+        return new if ours or (ours is None and is_layerkit_folder(folder)) else _cached_side(shard, name + suffix)
+    old = folder / (name + suffix)
+    if ours or os.path.lexists(new):
+        return new
+    if os.path.lexists(old):
+        return old
+    if ours is None and os.path.lexists(folder / DATASET_FILE):
+        return new
+    return _cached_side(shard, name + suffix) or old
+
+
+def _cached_side(shard, name: str):
+    """The per-user cache's entry for side file `name` of `shard`, keyed by its identity
+    (None: no local shard to name; its opening says so)."""
+    if storage.is_remote(shard):
+        url = str(shard)
+        if url not in shardbytes.IDENTITY:
+            got = storage.info(url)
+            shardbytes.IDENTITY[url] = (got["size"], got["version"])
+        size, version = shardbytes.IDENTITY[url]
+        key = f"{url.split('?', 1)[0]}\0{size}\0{version}"  # a signed URL's token changes, the object not
+    else:
+        try:
+            st = os.stat(shard)
+        except OSError:
+            return None
+        key = f"{os.path.realpath(shard)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_dev}"
+    return side_cache_dir() / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
 
 
 def side_cache_dir(environ=None) -> Path:
@@ -280,8 +338,9 @@ def detect_compression(head: bytes) -> str:
 INFLATE_CHUNK = 1 << 20  # compressed bytes read, and decompressed bytes made, per step of `inflate`
 
 
-def inflate(fd, compression: str, path=None, limit: int = MAX_DECOMPRESSED_BYTES, size: int | None = None) -> bytearray:
-    """The TFRecord bytes inside the GZIP or ZLIB shard open as `fd`, refusing more than `limit`.
+def inflate(src, compression: str, path=None, limit: int = MAX_DECOMPRESSED_BYTES, size: int | None = None) -> bytearray:
+    """The TFRecord bytes inside the GZIP or ZLIB shard whose bytes `src` reads
+    (`layerkit.records.shardbytes`: a local file or a remote object), refusing more than `limit`.
 
     Streamed: the compressed file is read, and inflated, `INFLATE_CHUNK` bytes at a time. A
     first pass only counts what the stream inflates to, holding no more than a chunk, so a
@@ -291,22 +350,22 @@ def inflate(fd, compression: str, path=None, limit: int = MAX_DECOMPRESSED_BYTES
     and a stream that inflates to another size raises `RecordError`: the shard changed.
     """
     if size is None:
-        size = _inflate(fd, compression, path, limit, None)
+        size = _inflate(src, compression, path, limit, None)
     out = bytearray(size)
-    if _inflate(fd, compression, path, size, out) != size:
+    if _inflate(src, compression, path, size, out) != size:
         raise RecordError(f"the {compression} shard changed while it was read: it no longer inflates to "
                           f"{size} bytes", path)
     return out
 
 
-def _inflate(fd, compression, path, limit, out) -> int:
-    """One pass of `inflate`: how many bytes the stream at `fd` inflates to (and, with `out`,
+def _inflate(src, compression, path, limit, out) -> int:
+    """One pass of `inflate`: how many bytes the stream `src` reads inflates to (and, with `out`,
     those bytes written into it); past `limit` (or `out`'s size) a `RecordError`."""
     d = zlib.decompressobj(wbits=31 if compression == "GZIP" else 15)
     total = pos = 0
-    file_size = os.fstat(fd).st_size
+    file_size = src.size
     while not d.eof:
-        data = _pread(fd, INFLATE_CHUNK, pos)
+        data = src.read(INFLATE_CHUNK, pos)
         pos += len(data)
         if not data:
             raise RecordError(f"truncated {compression} stream: it ends before its end marker "
@@ -394,16 +453,30 @@ def read_regular(path, limit: int | None = None, what: str = "a file") -> bytes:
         os.close(fd)
 
 
+MISSING = "missing"  # read_npy_int64's reason for a side file that is not there
+
+
+def read_bounded(path, limit: int | None, what: str) -> bytes:
+    """`read_regular` of a local path; the object of a URL, refused (`StorageError`) above
+    `limit` bytes by its size, unread. A missing one raises `FileNotFoundError`."""
+    if storage.is_remote(path):
+        return storage.read(str(path), limit)
+    return read_regular(path, limit, what)
+
+
 def read_npy_int64(path, limit: int, what: str) -> tuple[np.ndarray | None, str | None]:
     """(array, None) from a side file of at most `limit` bytes holding a 1-D int64 `.npy`, or
     (None, why not). Reads at most limit + 1 bytes, whatever the file claims; a FIFO or other
-    non-regular file in its place is never opened for reading (no hang)."""
+    non-regular file in its place is never opened for reading (no hang). A side file that is
+    not there is ``(None, MISSING)``."""
     try:
-        data = read_regular(path, limit, "an .npy side file")
+        data = read_bounded(path, limit, "an .npy side file")
         if len(data) > limit:
             return None, f"{path} is larger than {what} can be"
         return _npy_int64(data), None
-    except RecordError as err:
+    except FileNotFoundError:
+        return None, MISSING
+    except (RecordError, storage.StorageError) as err:
         return None, str(err)
     except Exception as err:  # noqa: BLE001 - any unreadable side file is rebuilt from the shard
         return None, f"{path} is not an .npy array: {type(err).__name__}: {err}"
@@ -412,34 +485,44 @@ def read_npy_int64(path, limit: int, what: str) -> tuple[np.ndarray | None, str 
 def load_index(path, size: int) -> tuple[np.ndarray | None, str | None]:
     """(offsets, None) from a shard's index file, or (None, why not) if absent or invalid."""
     ipath = index_path(path)
-    if not os.path.lexists(ipath):
+    if not storage.is_remote(ipath) and not os.path.lexists(ipath):
         return None, "no index"
     limit = 8 * (size // FRAME_BYTES + 2) + 4096  # n + 1 int64 offsets and an .npy header
     offsets, why = read_npy_int64(ipath, limit, f"an index of a {size}-byte shard")
     if offsets is None:
-        return None, why
+        return None, "no index" if why == MISSING else why
     problem = check_offsets(offsets, size)
     return (None, f"{ipath}: {problem}") if problem else (offsets, None)
 
 
-def write_index(path, offsets=None, max_record_bytes=MAX_RECORD_BYTES, size=None, beside=None) -> np.ndarray:
+def write_index(path, offsets=None, max_record_bytes=MAX_RECORD_BYTES, size=None, ours=None) -> np.ndarray:
     """Write the shard's index (scanning the shard when `offsets` is not given) where `index_path`
     puts it; return the offsets. `size` is the shard's size (decompressed, for a compressed
-    shard); default: the file's. `beside`: as `side_path`'s."""
+    shard); default: the file's. `ours`: as `side_path`'s."""
     if offsets is None:
         offsets = scan_offsets(path, max_record_bytes)
     offsets = np.asarray(offsets, np.int64)
     problem = check_offsets(offsets, os.path.getsize(path) if size is None else size)
     if problem:
         raise RecordError(f"cannot write index: {problem}", path)
-    write_side_file(index_path(path, beside), lambda f: np.save(f, offsets, allow_pickle=False))
+    write_side_file(index_path(path, ours), lambda f: np.save(f, offsets, allow_pickle=False))
     return offsets
 
 
-def write_side_file(where: Path, content) -> None:
-    """`atomic_write` of a side file; the per-user cache folder is made (private) when needed."""
-    if not where.parent.exists() and where.parent == side_cache_dir():
-        where.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+def write_side_file(where, content) -> None:
+    """`atomic_write` of a local side file (the per-user cache folder is made private, a
+    folder's `SIDE_FOLDER` when needed); one request putting a remote one (readers see the old
+    object or the new)."""
+    if storage.is_remote(where):
+        buf = io.BytesIO()
+        content(buf)
+        storage.write(str(where), buf.getvalue())
+        return
+    if not where.parent.exists():
+        if where.parent == side_cache_dir():
+            where.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+        elif where.parent.name == SIDE_FOLDER:
+            where.parent.mkdir(exist_ok=True)
     atomic_write(where, content)
 
 
@@ -500,17 +583,19 @@ class ShardWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            stale = index_path(self.path, beside=True)
-            if stale.is_dir() and not stale.is_symlink():
-                raise RecordError("a folder stands where the shard's index goes", stale)
-            if os.path.lexists(stale):
-                stale.unlink()  # never leave an old index beside a new shard
+            folder, name = split_path(self.path)
+            for stale in (index_path(self.path, ours=True), folder / (name + INDEX_SUFFIX)):  # new place, old
+                if stale.is_dir() and not stale.is_symlink():
+                    raise RecordError("a folder stands where the shard's index goes", stale)
+                if os.path.lexists(stale):
+                    stale.unlink()  # never leave an old index beside a new shard
             os.replace(self._tmp, self.path)
         except BaseException:
             self.abort()
             raise
         if self.index:
-            write_index(self.path, self._offsets, beside=True)  # its rename fsyncs the folder, the shard's too
+            write_index(self.path, self._offsets, ours=True)
+            fsync_dir(self.path.parent)  # the shard's rename (the index's fsynced its own folder)
         else:
             fsync_dir(self.path.parent)
 
@@ -538,28 +623,6 @@ class ShardWriter:
 
 # === Readers ===
 
-_HAS_PREAD = hasattr(os, "pread")
-_SEEK_LOCK = threading.Lock()
-
-
-def _seek_read(fd, n, offset) -> bytes:
-    """Where os.pread is missing (Windows): seek + read under a lock, still thread-safe."""
-    with _SEEK_LOCK:
-        os.lseek(fd, offset, os.SEEK_SET)
-        return os.read(fd, n)
-
-
-def _pread(fd, n, offset) -> bytes:
-    chunks, got = [], 0
-    while got < n:  # pread may return fewer bytes than asked
-        chunk = os.pread(fd, n - got, offset + got) if _HAS_PREAD else _seek_read(fd, n - got, offset + got)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
 def record_indices(indices, n: int, where: str) -> np.ndarray:
     """`indices` (a sequence, range or integer array; an int is one index) as a 1-D int64 array
     within 0..n-1, negative ones counted from the end. A non-integer index is a `TypeError`, one
@@ -584,38 +647,36 @@ def record_indices(indices, n: int, where: str) -> np.ndarray:
 class ShardReader:
     """Random access to the records of one shard: ``len``, ``read(i)``, ``read_many``, iteration.
 
-    Uses the ``.index`` file beside the shard when it is valid, else scans the
-    shard's headers once (``index_source`` tells which). Safe to share between threads.
+    `path`: a local file or a ``gs://``, ``s3://`` or ``https://`` object, read by the same
+    code (its bytes from `layerkit.records.shardbytes`: positional reads, or ranged GETs
+    through a block cache). Uses the shard's ``.index`` side file (`index_path`) when it is
+    valid, else scans the shard's headers once (``index_source`` tells which). Safe to share
+    between threads; pickled (worker processes), it reopens the shard there and refuses one
+    that changed.
 
     `compression`: None (detect from the first bytes), "" (none), "GZIP" or "ZLIB", as
     TensorFlow's ``compression_type``; a compressed shard is decompressed into memory once
     (refused above `max_decompressed_bytes`, default `MAX_DECOMPRESSED_BYTES`) and `size` is then
-    its decompressed size.
+    its decompressed size (`file_size` is the stored one).
     """
 
     def __init__(self, path, max_record_bytes=MAX_RECORD_BYTES, compression=None, max_decompressed_bytes=None):
-        self.path = Path(path)
+        self.path = as_path(path)
         self.max_record_bytes = _check_max(max_record_bytes)
         compression = check_compression(compression)
-        self._data = None  # a compressed shard's decompressed bytes
-        if not os.path.lexists(self.path):
-            raise FileNotFoundError(f"shard {self.path} does not exist")
-        if not self.path.is_file():  # a folder, FIFO or device: never opened (a FIFO would block)
-            raise RecordError("expected a shard (a regular file), found something else", self.path)
-        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
+        self._raw = self._src = None  # the stored bytes; what records are read from (raw, or inflated)
         self._stale = None  # why the index is stale, once a read found out
+        self._raw = _open_raw(self.path)
         try:
-            st = os.fstat(self._fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise RecordError("expected a shard (a regular file), found something else", self.path)
-            self.size = st.st_size
+            self.size = self.file_size = self._raw.size
             if compression is None:
-                compression = detect_compression(_pread(self._fd, HEADER_BYTES, 0))
+                compression = detect_compression(self._raw.read(HEADER_BYTES, 0))
             self.compression = compression
+            self._src = self._raw
             if compression:
                 limit = MAX_DECOMPRESSED_BYTES if max_decompressed_bytes is None else max_decompressed_bytes
-                self._data = inflate(self._fd, compression, self.path, limit)
-                self.size = len(self._data)
+                self._src = _Inflated(inflate(self._raw, compression, self.path, limit))
+                self.size = self._src.size
             offsets, why = load_index(self.path, self.size)
             if offsets is None:
                 if why != "no index":
@@ -630,34 +691,37 @@ class ShardReader:
         self.offsets = offsets
         self.offsets.setflags(write=False)
 
+    @property
+    def remote(self) -> bool:
+        """Whether the records are read from a bucket (not a local file, nor inflated in memory)."""
+        return self._src is not None and self._src.remote
+
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
     def __repr__(self) -> str:
-        return f"ShardReader({str(self.path)!r}, records={len(self)})"
+        return f"ShardReader({storage.redact(self.path)!r}, records={len(self)})"
 
     def __getstate__(self):  # for worker processes: reopened there with the offsets known here
         return {"path": self.path, "max_record_bytes": self.max_record_bytes, "offsets": self.offsets,
-                "size": self.size, "compression": self.compression, "index_source": self.index_source}
+                "size": self.size, "file_size": self.file_size, "compression": self.compression,
+                "index_source": self.index_source, "version": getattr(self._raw, "version", None)}
 
     def __setstate__(self, state):
+        version = state.pop("version")
         self.__dict__.update(state)
-        self._stale, self._data = None, None
-        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
+        self._stale = self._raw = self._src = None
+        self._raw = _open_raw(self.path, (self.file_size, version))
+        self._src = self._raw
         if self.compression:
-            self._data = inflate(self._fd, self.compression, self.path, self.size, size=self.size)
-        size = len(self._data) if self._data is not None else os.fstat(self._fd).st_size
-        if size != self.size:
-            raise RecordError(f"the shard changed size ({self.size} -> {size} bytes) while it was read", self.path)
+            self._src = _Inflated(inflate(self._raw, self.compression, self.path, self.size, size=self.size))
 
     def _read_at(self, n, offset) -> bytes:
-        if self._data is not None:
-            return bytes(memoryview(self._data)[offset : offset + n])
-        return _pread(self._fd, n, offset)
+        return self._src.read(n, offset)
 
     def _scan(self) -> np.ndarray:
-        if self._data is None:
-            return scan_offsets(self.path, self.max_record_bytes)
+        if self._src is self._raw and not self._raw.remote:
+            return scan_offsets(self.path, self.max_record_bytes)  # buffered reads of the headers
         return _scan(self._read_at, self.size, self.max_record_bytes, self.path)
 
     def _decode(self, frame, i) -> bytes:
@@ -685,7 +749,7 @@ class ShardReader:
                     m = min(len(scanned), len(self.offsets))
                     k = int(np.argmax(scanned[:m] != self.offsets[:m])) if (scanned[:m] != self.offsets[:m]).any() else m - 1
                     self._stale = (
-                        f"the index {index_path(self.path).name} is stale: it gives {len(self.offsets) - 1} "
+                        f"the index {split_path(index_path(self.path))[1]} is stale: it gives {len(self.offsets) - 1} "
                         f"records, the shard's headers give {len(scanned) - 1} (first difference at record {k}: "
                         f"byte offset {int(self.offsets[k]) if k < len(self.offsets) else '-'} in the index, "
                         f"{int(scanned[k]) if k < len(scanned) else '-'} in the shard). The shard was rewritten "
@@ -704,10 +768,10 @@ class ShardReader:
         wanted = record_indices(indices, len(self), f"shard {self.path} of {len(self)} records")
         return read_records([self], np.zeros(len(wanted), np.int64), wanted, with_crc)
 
-    def _read_runs(self, order: np.ndarray) -> tuple[list, np.ndarray, np.ndarray]:
-        """The frames of records `order` (sorted, unique): the blocks read, neighbours sharing one
-        up to about `MAX_COALESCED_READ` bytes, and where each frame begins and ends in the
-        blocks' concatenation."""
+    def _runs(self, order: np.ndarray):
+        """The byte ranges to read for records `order` (sorted, unique): neighbours share one up
+        to about `MAX_COALESCED_READ` bytes; and where each frame begins and ends in the
+        ranges' concatenation. Returns (range starts, range ends, frame starts, frame ends)."""
         starts, ends = self.offsets[order], self.offsets[order + 1]
         run_start = np.ones(len(order), bool)
         run_start[1:] = order[1:] != order[:-1] + 1
@@ -716,18 +780,10 @@ class ShardReader:
         run_start[1:] |= chunk[1:] != chunk[:-1]
         heads = np.flatnonzero(run_start)
         tails = np.append(heads[1:], len(order)) - 1
-        blocks = []
-        for h, t in zip(heads.tolist(), tails.tolist()):
-            a, b = int(starts[h]), int(ends[t])
-            block = self._read_at(b - a, a)
-            if len(block) != b - a:
-                raise RecordError(f"shard shrank while reading: got {len(block)} of {b - a} bytes",
-                                  self.path, int(order[h]), a)
-            blocks.append(block)
         place = np.concatenate([[0], np.cumsum(ends[tails] - starts[heads])[:-1]])
         run = np.cumsum(run_start) - 1
         lo = starts - starts[heads][run] + place[run]
-        return blocks, lo, lo + (ends - starts)
+        return starts[heads], ends[tails], lo, lo + (ends - starts), order[heads]
 
     def __iter__(self):
         step = 256
@@ -735,10 +791,9 @@ class ShardReader:
             yield from self.read_many(range(lo, min(lo + step, len(self))))
 
     def close(self) -> None:
-        fd, self._fd = self._fd, None
-        self._data = None
-        if fd is not None:
-            os.close(fd)
+        raw, self._raw, self._src = self._raw, None, None
+        if raw is not None:
+            raw.close()
 
     def __enter__(self):
         return self
@@ -747,31 +802,81 @@ class ShardReader:
         self.close()
 
     def __del__(self):
-        if getattr(self, "_fd", None) is not None:
+        if getattr(self, "_raw", None) is not None:
             self.close()
+
+
+class _Inflated:
+    """A compressed shard's records, inflated in memory: read like its stored bytes."""
+
+    remote = False
+
+    def __init__(self, data):
+        self._data, self.size = data, len(data)
+
+    def read(self, n, offset) -> bytes:
+        return bytes(memoryview(self._data)[offset : offset + n])
+
+
+def _open_raw(path, expect=None):
+    """The stored bytes of shard `path` (`shardbytes.LocalBytes` or `RemoteBytes`); `expect`:
+    (size, version) it had when first opened (a reopening in a worker process). A missing
+    shard is `FileNotFoundError`, a folder, FIFO or device in its place a `RecordError`, never
+    opened in a way that blocks."""
+    if storage.is_remote(path):
+        try:
+            return shardbytes.RemoteBytes(path, expect)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"shard {storage.redact(path)} does not exist") from None
+        except IsADirectoryError:
+            raise RecordError("expected a shard (an object), found a folder (a prefix)", path) from None
+        except shardbytes.ChangedError as err:
+            raise RecordError(str(err), path) from None
+    if not os.path.lexists(path):
+        raise FileNotFoundError(f"shard {path} does not exist")
+    if not Path(path).is_file():  # a folder, FIFO or device: never opened (a FIFO would block)
+        raise RecordError("expected a shard (a regular file), found something else", path)
+    try:
+        return shardbytes.LocalBytes(path, None if expect is None else expect[0])
+    except shardbytes.NotARegularFile:
+        raise RecordError("expected a shard (a regular file), found something else", path) from None
+    except shardbytes.ChangedError as err:
+        raise RecordError(f"{err}", path) from None
 
 
 def read_records(readers, shard: np.ndarray, local: np.ndarray, with_crc: bool = False):
     """The payloads of records ``readers[shard[k]]``'s ``local[k]`` in that order (repeats
     allowed), every frame checked as `decode_record` would: its length field against the
     index, both CRCs, the record size limit. Each record is read once (neighbours share a
-    read); the checks run on the whole batch at once, and a frame that fails one is handed
-    to `decode_record`, which raises `RecordError` naming what is wrong. With `with_crc`,
-    ``(payloads, crcs)``: also the masked CRC-32C stored in each frame (int64)."""
+    read; the ranges of remote shards, of every shard of the batch, are fetched in one
+    concurrent call: `shardbytes.fetch`, through the block cache when the remote shards of
+    `readers` fit it); the checks run on the whole batch at once, and a frame that fails one
+    is handed to `decode_record`, which raises `RecordError` naming what is wrong. With
+    `with_crc`, ``(payloads, crcs)``: also the masked CRC-32C stored in each frame (int64)."""
     if len(local) == 0:
         return ([], np.empty(0, np.int64)) if with_crc else []
     width = int(local.max()) + 1
     keys, inverse = np.unique(shard * width + local, return_inverse=True)
     order_shard, order_local = keys // width, keys % width
-    blocks, lo, hi, limit, size = [], [], [], [], 0
+    requests, frames, used = [], [], []
     for s in np.unique(order_shard).tolist():
         reader = readers[s]
-        got, a, b = reader._read_runs(order_local[order_shard == s])
-        blocks += got
-        lo.append(a + size)
-        hi.append(b + size)
-        limit.append(np.full(len(a), reader.max_record_bytes, np.int64))
-        size += sum(len(g) for g in got)
+        a, b, lo, hi, first = reader._runs(order_local[order_shard == s])
+        requests.append((reader._src, a.tolist(), b.tolist()))
+        frames.append((lo, hi, first))
+        used.append(reader)
+    got = shardbytes.fetch(requests, blocks=_fits_cache(readers) if any(r.remote for r in used) else True)
+    blocks, lo, hi, limit, size = [], [], [], [], 0
+    for reader, (_, a, b), (f_lo, f_hi, first), data in zip(used, requests, frames, got):
+        for k, (block, x, y) in enumerate(zip(data, a, b)):
+            if len(block) != y - x:
+                raise RecordError(f"shard shrank while reading: got {len(block)} of {y - x} bytes",
+                                  reader.path, int(first[k]), x)
+        blocks += data
+        lo.append(f_lo + size)
+        hi.append(f_hi + size)
+        limit.append(np.full(len(f_lo), reader.max_record_bytes, np.int64))
+        size += sum(len(g) for g in data)
     buf = blocks[0] if len(blocks) == 1 else b"".join(blocks)
     lo, hi, limit = np.concatenate(lo), np.concatenate(hi), np.concatenate(limit)
     raw = np.frombuffer(buf, np.uint8)
@@ -789,6 +894,12 @@ def read_records(readers, shard: np.ndarray, local: np.ndarray, with_crc: bool =
     inverse = inverse.reshape(-1).tolist()
     out = [payloads[k] for k in inverse]
     return (out, stored[inverse]) if with_crc else out
+
+def _fits_cache(readers) -> bool:
+    """Whether the remote shards among `readers` fit the block cache together (then every block
+    is fetched once and kept), or records are fetched exactly, batch by batch."""
+    total = sum(r._raw.size for r in readers if r.remote)
+    return total <= shardbytes.CACHE.limit()
 
 
 SHARD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrec", ".tfrecord.gz", ".tfrecords.gz", ".tfrec.gz")
@@ -825,9 +936,10 @@ def check_shard_set(paths) -> None:
     comes before the number and after the count; shards named otherwise are not checked."""
     sets = {}
     for p in paths:
-        m = _IN_SET.match(Path(p).name)
+        folder, name = split_path(p)
+        m = _IN_SET.match(name)
         if m:
-            sets.setdefault((Path(p).parent, m["stem"], m["tail"]), []).append((m["k"], m["n"], Path(p)))
+            sets.setdefault((folder, m["stem"], m["tail"]), []).append((m["k"], m["n"], as_path(p)))
     for (folder, stem, tail), members in sorted(sets.items(), key=lambda kv: str(kv[0])):
         counts = sorted({n for _, n, _ in members}, key=int)
         if len(counts) > 1:
@@ -845,11 +957,15 @@ def check_shard_set(paths) -> None:
             name = f"{stem}-{missing[0]:0{width}d}-of-{n_text}{tail}"
             raise RecordError(f"shard {name} is missing: the names say {int(n_text)} shards (-of-{n_text}), the "
                               f"folder holds {len(held)}{f' (missing: {len(missing)})' if len(missing) > 1 else ''}",
-                              folder / name)
+                              join_path(folder, name))
 
 
-def shard_paths(paths_or_dir) -> list[Path]:
-    """Shard files named by a folder (its shard files, sorted by name), one path or a list of paths."""
+def shard_paths(paths_or_dir) -> list:
+    """Shard files named by a folder (its shard files, sorted by name), one path or a list of
+    paths; each local one a `Path`, each URL a str. A bucket folder (``gs://B/PREFIX``) is
+    listed (`remote_shard_paths`)."""
+    if isinstance(paths_or_dir, (str, os.PathLike)) and storage.is_remote(paths_or_dir):
+        return remote_shard_paths(str(paths_or_dir))
     if isinstance(paths_or_dir, (str, os.PathLike)):
         p = Path(paths_or_dir)
         if p.is_dir():
@@ -865,10 +981,41 @@ def shard_paths(paths_or_dir) -> list[Path]:
                 )
             return paths
         return [p]
-    paths = [Path(p) for p in paths_or_dir]
+    paths = [as_path(p) for p in paths_or_dir]
     if not paths:
         raise ValueError("Shards received an empty list of shard paths")
     return paths
+
+
+def remote_object(url: str) -> bool:
+    """Whether `url` names an object (True) or a folder, a prefix of objects (False). Neither:
+    `FileNotFoundError` naming it (a missing bucket: `storage.StorageError`)."""
+    try:
+        storage.info(url)
+        return True
+    except IsADirectoryError:
+        return False
+    except FileNotFoundError:
+        if storage.scheme(url) in storage.WRITABLE and storage.listing(url):
+            return False
+        raise FileNotFoundError(f"{storage.redact(url)}: no such object or folder") from None
+
+
+def remote_shard_paths(url: str) -> list[str]:
+    """The shards of a bucket folder (its objects named as shards, `is_shard_name`, not in
+    subfolders; sorted by name), or ``[url]`` when `url` names one object. An https:// URL
+    names one object (a web server's folders cannot be listed)."""
+    url = url.rstrip("/") if not url.endswith("://") else url
+    if remote_object(url):
+        return [url]
+    if storage.scheme(url) not in storage.WRITABLE:
+        raise ValueError(f"{storage.redact(url)} is a folder: https:// folders cannot be listed; give each shard's "
+                         "URL, or a folder holding a dataset.json")
+    names = sorted(n for n in storage.listing(url) if "/" not in n and is_shard_name(n))
+    if not names:
+        raise ValueError(f"folder {storage.redact(url)} holds no shards (objects named *.tfrecord, *.tfrecords, "
+                         "*.tfrec, each also .gz, or NAME-NNNNN-of-NNNNN)")
+    return [storage.join(url, n) for n in names]
 
 
 class Shards:

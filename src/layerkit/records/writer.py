@@ -24,6 +24,7 @@ from layerkit.records.tfrecord import (
     INDEX_SUFFIX,
     LABELS_SUFFIX,
     MAX_RECORD_BYTES,
+    SIDE_FOLDER,
     ShardWriter,
     index_path,
     masked_crc32c,
@@ -58,8 +59,12 @@ def _first_missing(path: Path):
 
 
 def _clear_old(out: Path, overwrite: bool) -> None:
+    """Refuse (or with `overwrite`, delete) the records a write left in `out`: its shards, their
+    side files (in ``.layerkit/``, or beside them: the layout before) and dataset.json."""
+    side = out / SIDE_FOLDER
     old = (sorted(out.glob("*.tfrecord")) + sorted(out.glob("*.tfrecord" + INDEX_SUFFIX))
-           + sorted(out.glob("*.tfrecord" + LABELS_SUFFIX)))
+           + sorted(out.glob("*.tfrecord" + LABELS_SUFFIX)) + sorted(side.glob("*.tfrecord" + INDEX_SUFFIX))
+           + sorted(side.glob("*.tfrecord" + LABELS_SUFFIX)))
     if (out / DATASET_FILE).exists():
         old.append(out / DATASET_FILE)
     if old and not overwrite:
@@ -127,6 +132,8 @@ def write_records(
     bar = Progress(f"writing {out}", len(keep), progress)
     try:
         remove_stale_temps(out)  # what a killed writer left (its pid is gone); see remove_stale_temps
+        if (out / SIDE_FOLDER).is_dir():
+            remove_stale_temps(out / SIDE_FOLDER)
         _clear_old(out, overwrite)
         order = keep[np.random.default_rng(seed).permutation(len(keep))]
         bounds = np.linspace(0, len(order), shards + 1).round().astype(int)  # sizes differ by at most one
@@ -146,7 +153,7 @@ def write_records(
                         sizes[f"{h}x{w}"] += 1
                     bar.update(bounds[k] + lo + len(idx))
             shard_list.append({"file": path.name, "records": len(part), "bytes": path.stat().st_size})
-            write_labels(path, rows, writer.offsets, beside=True)  # layerkit's own folder
+            write_labels(path, rows, writer.offsets, ours=True)  # layerkit's own folder: in .layerkit/
         info = {
             "format": FORMAT,
             "source": source_name,
@@ -165,6 +172,10 @@ def write_records(
         for s in shard_list:  # no partial data set: drop the shards this call finished
             for p in (out / s["file"], index_path(out / s["file"], True), labels_path(out / s["file"], True)):
                 p.unlink(missing_ok=True)
+        try:
+            (out / SIDE_FOLDER).rmdir()  # if this call made it (empty)
+        except OSError:
+            pass
         if made is not None:  # and the folders it made, if nothing else went into them
             for p in [out.absolute(), *out.absolute().parents]:
                 try:
