@@ -9,7 +9,8 @@ def add_parser(subparsers):
 
     w = sub.add_parser("write", help="write SRC (class folders, .npz pack, CIFAR-10 batches) as shards in OUT")
     w.add_argument("src", metavar="SRC", help="folder of class subfolders, .npz pack, cifar-10-batches-py/ or its .tar.gz")
-    w.add_argument("out", metavar="OUT", help="output folder (created if missing)")
+    w.add_argument("out", metavar="OUT", help="output folder (created if missing), or a bucket folder "
+                                              "gs://BUCKET/PREFIX or s3://BUCKET/PREFIX (an empty prefix)")
     w.add_argument("--shards", type=int, default=1, help="number of shards (default 1)")
     w.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
     w.add_argument("--name", default="records", help="shard file prefix (default 'records')")

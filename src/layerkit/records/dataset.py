@@ -275,8 +275,8 @@ def check_no_copies(readers) -> None:
         if not len(reader):
             continue
         ends = reader.offsets
-        key = (reader.size, len(reader), reader._read_at(FOOTER_BYTES, int(ends[1]) - FOOTER_BYTES),
-               reader._read_at(FOOTER_BYTES, int(ends[-1]) - FOOTER_BYTES))
+        key = (reader.size, len(reader), reader._peek(FOOTER_BYTES, int(ends[1]) - FOOTER_BYTES),
+               reader._peek(FOOTER_BYTES, int(ends[-1]) - FOOTER_BYTES))
         if key in seen:
             raise RecordError(f"holds the same {len(reader)} records as {seen[key].name} (a copy?): each record "
                               "would be read twice; remove one of them", reader.path)

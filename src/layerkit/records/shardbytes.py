@@ -96,6 +96,8 @@ class LocalBytes:
     def read(self, n, offset) -> bytes:
         return pread(self._fd, n, offset)
 
+    peek = read
+
     def __reduce__(self):
         return type(self), (self.path, self.size)
 
@@ -138,6 +140,17 @@ class RemoteBytes:
         if end <= offset:
             return b""
         return fetch([(self, [offset], [end])], blocks=True)[0][0]
+
+    def peek(self, n, offset) -> bytes:
+        """Up to `n` bytes at `offset`: from a cached block, else by one exact ranged GET (a
+        shard's first header at opening: no block fetched for it)."""
+        end = min(offset + n, self.size)
+        if end <= offset:
+            return b""
+        first, last = offset // BLOCK_BYTES, (end - 1) // BLOCK_BYTES
+        if first == last and (block := CACHE.get((*self.key, first))) is not None:
+            return block[offset - first * BLOCK_BYTES : end - first * BLOCK_BYTES]
+        return fetch([(self, [offset], [end])], blocks=False)[0][0]
 
     def __reduce__(self):
         return type(self), (self.path, (self.size, self.version))

@@ -670,7 +670,7 @@ class ShardReader:
         try:
             self.size = self.file_size = self._raw.size
             if compression is None:
-                compression = detect_compression(self._raw.read(HEADER_BYTES, 0))
+                compression = detect_compression(self._raw.peek(HEADER_BYTES, 0))
             self.compression = compression
             self._src = self._raw
             if compression:
@@ -718,6 +718,10 @@ class ShardReader:
 
     def _read_at(self, n, offset) -> bytes:
         return self._src.read(n, offset)
+
+    def _peek(self, n, offset) -> bytes:
+        """A few bytes at `offset` (a remote shard's: without fetching a block for them)."""
+        return self._src.peek(n, offset)
 
     def _scan(self) -> np.ndarray:
         if self._src is self._raw and not self._raw.remote:
@@ -816,6 +820,8 @@ class _Inflated:
 
     def read(self, n, offset) -> bytes:
         return bytes(memoryview(self._data)[offset : offset + n])
+
+    peek = read
 
 
 def _open_raw(path, expect=None):
@@ -996,8 +1002,14 @@ def remote_object(url: str) -> bool:
     except IsADirectoryError:
         return False
     except FileNotFoundError:
-        if storage.scheme(url) in storage.WRITABLE and storage.listing(url):
-            return False
+        if storage.scheme(url) in storage.WRITABLE:
+            if storage.listing(url):
+                return False
+        elif storage.exists(storage.join(url, DATASET_FILE)):
+            return False  # a web server's folder: known by its dataset.json
+        else:
+            raise FileNotFoundError(f"{storage.redact(url)}: no such object, nor a folder holding a {DATASET_FILE} "
+                                    "(https:// folders cannot be listed: give each shard's URL)") from None
         raise FileNotFoundError(f"{storage.redact(url)}: no such object or folder") from None
 
 

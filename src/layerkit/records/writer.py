@@ -8,12 +8,15 @@ split into shards whose sizes differ by at most one; each shard appears only whe
 
 import json
 import os
+import shutil
+import tempfile
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from layerkit import storage
 from layerkit._atomic import atomic_write, remove_stale_temps
 from layerkit.data.decode import image_format
 from layerkit.data.sources import open_source
@@ -28,6 +31,7 @@ from layerkit.records.tfrecord import (
     ShardWriter,
     index_path,
     masked_crc32c,
+    side_cache_dir,
 )
 
 FORMAT = "layerkit-records/1"
@@ -102,7 +106,13 @@ def write_records(
 
     Temporary files that an earlier, killed writer left in `out_dir`
     (``.NAME.PID-RANDOM.tmp`` whose process no longer exists) are deleted first.
+
+    `out_dir` may be a bucket folder (``gs://B/PREFIX``, ``s3://B/PREFIX``): `write_remote`.
     """
+    if storage.is_remote(out_dir):
+        return write_remote(src, str(out_dir), shards=shards, seed=seed, keys=keys, name=name, split=split,
+                            overwrite=overwrite, threads=threads, progress=progress,
+                            max_record_bytes=max_record_bytes, on_bad_image=on_bad_image)
     from layerkit.data.check import ON_BAD_IMAGE, BadImagesError, bad_images_message, check_images
 
     if not isinstance(shards, int) or isinstance(shards, bool) or shards < 1:
@@ -187,4 +197,57 @@ def write_records(
         raise
     finally:
         bar.close()
+    return info
+
+
+def _is_records_object(name: str) -> bool:
+    """An object a records write puts in its folder (what `_clear_old` replaces locally)."""
+    return name == DATASET_FILE or name.endswith(".tfrecord") and "/" not in name or (
+        name.startswith(SIDE_FOLDER + "/") and name.count("/") == 1
+        and name.endswith((".tfrecord" + INDEX_SUFFIX, ".tfrecord" + LABELS_SUFFIX)))
+
+
+def write_remote(src, url: str, overwrite: bool = False, **kwargs) -> dict:
+    """`write_records` into the bucket folder `url`: the records are written into a private
+    staging folder under the per-user cache, then uploaded, shards and side files first and
+    ``dataset.json`` last (a folder without it is an unfinished write); the staging folder is
+    removed either way. A prefix that already holds objects is refused, as a local folder
+    holding records is; with `overwrite`, the records an earlier write left there (and nothing
+    else) are replaced, its dataset.json deleted first."""
+    url = url.rstrip("/")
+    storage._writable(url)
+    existing = sorted(storage.listing(url))
+    if existing:
+        theirs = [n for n in existing if not _is_records_object(n)]
+        if theirs:
+            raise ValueError(f"{storage.redact(url)} already holds {len(existing)} objects ({theirs[0]}, ...), not "
+                             "all of them records layerkit wrote: write the records to an empty prefix")
+        if not overwrite:
+            raise ValueError(f"{storage.redact(url)} already holds records ({existing[0]}, ...); pass overwrite=True "
+                             "(--overwrite) to replace them")
+    root = side_cache_dir().parent / "staging"
+    root.mkdir(parents=True, mode=0o700, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="records-", dir=root))
+    uploaded = []
+    try:
+        info = write_records(src, staging / "out", **kwargs)
+        if existing:  # replaced: the old dataset.json goes first, so the folder is never "complete" half-old
+            for n in sorted(existing, key=lambda n: n != DATASET_FILE):
+                storage.delete(storage.join(url, n))
+        local = staging / "out"
+        files = [local / s["file"] for s in info["shards"]]
+        files += sorted((local / SIDE_FOLDER).iterdir()) if (local / SIDE_FOLDER).is_dir() else []
+        for f in files + [local / DATASET_FILE]:  # dataset.json last: it marks a complete folder
+            target = storage.join(url, f.relative_to(local).as_posix())
+            storage.upload(f, target)
+            uploaded.append(target)
+    except BaseException:
+        for target in reversed(uploaded):  # no partial data set: drop what this call uploaded
+            try:
+                storage.delete(target)
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                pass
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return info
