@@ -44,6 +44,9 @@ def add_arguments(parser):
                         help="comma-separated subset of per-example, batch-first, cached, decode")
     parser.add_argument("--processes", type=int, default=0,
                         help="decoding worker processes for batch-first (Pipeline(processes=N); default 0)")
+    parser.add_argument("--also", default=None, metavar="DATA2",
+                        help="the same images elsewhere (e.g. the shards in a bucket, s3://B/P): batch-first timed "
+                             "on it too, interleaved with DATA, and the ratio printed")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of every figure")
 
 
@@ -175,6 +178,23 @@ def run(args):
         pipes.append(decoding)
         epoch(decoding)  # compiles the augmentation (and starts any worker processes)
         runs["batch-first"] = lambda: epoch(decoding)
+    also = {}
+    if args.also:
+        if "batch-first" not in variants:
+            raise ValueError("--also times the batch-first variant: keep batch-first in --variants")
+        from layerkit.records import shardbytes
+
+        other_full = open_dataset(args.also, args.split)
+        if len(other_full) < n:
+            raise ValueError(f"--also {args.also} holds {len(other_full)} images, fewer than the {n} timed")
+        other = Pipeline(Subset(other_full, np.arange(n)), batch_size, seed=0, cache_decoded=False,
+                         processes=args.processes)
+        pipes.append(other)
+        fetched = shardbytes.CACHE.fetched
+        start = time.perf_counter()
+        also["first_epoch"] = epoch(other) / (time.perf_counter() - start)  # every block fetched in it
+        also["fetched_mb"] = (shardbytes.CACHE.fetched - fetched) / 1e6
+        runs["also"] = lambda: epoch(other)
     if "cached" in variants:
         cached = Pipeline(source, batch_size, seed=0, cache_decoded=True)
         pipes.append(cached)
@@ -206,6 +226,11 @@ def run(args):
         print(f"(b) batch-first: batched decode every epoch, jitted augment + normalise: "
               f"{rate['batch-first']:,.0f} images/s"
               + (f" ({args.processes} decoding processes)" if args.processes else ""))
+    if "also" in rate:
+        ratios = [b / a for a, b in zip(rates["batch-first"], rates["also"])]
+        print(f"    batch-first on {args.also}: {rate['also']:,.0f} images/s; its first epoch "
+              f"{also['first_epoch']:,.0f} images/s ({also['fetched_mb']:.1f} MB fetched in it)")
+        print(f"    {args.also} / {args.data} per round: {', '.join(f'{r:.2f}' for r in ratios)}")
     if "cached" in rate:
         print(f"    batch-first, decoded once and cached: {rate['cached']:,.0f} images/s")
     if "decode" in variants:
@@ -227,8 +252,14 @@ def run(args):
         result["speedup_per_round"] = [round(r, 2) for r in ratios]
         print(f"speedup per round: {', '.join(f'{r:.2f}' for r in ratios)} "
               f"(spread {min(ratios):.2f}-{max(ratios):.2f})")
+    if "also" in rate:
+        result["also"] = {"data": args.also, "first_epoch_images_per_s": round(also["first_epoch"]),
+                          "first_epoch_fetched_mb": round(also["fetched_mb"], 1),
+                          "ratio": round(rate["also"] / rate["batch-first"], 3)}
     if args.json:
         print(json.dumps(result), flush=True)
+    if "also" in rate:
+        print(f"ratio {args.also}/{args.data} (batch-first, median): {rate['also'] / rate['batch-first']:.2f}")
     if "per-example" in rate and "batch-first" in rate:
         print(f"speedup batch-first/per-example: {rate['batch-first'] / rate['per-example']:.2f}")
     return 0
