@@ -184,13 +184,13 @@ def run(args):
             raise ValueError("--also times the batch-first variant: keep batch-first in --variants")
         from layerkit.records import shardbytes
 
+        fetched = shardbytes.CACHE.fetched  # from the opening on (a first image decoded for its shape)
         other_full = open_dataset(args.also, args.split)
         if len(other_full) < n:
             raise ValueError(f"--also {args.also} holds {len(other_full)} images, fewer than the {n} timed")
         other = Pipeline(Subset(other_full, np.arange(n)), batch_size, seed=0, cache_decoded=False,
                          processes=args.processes)
         pipes.append(other)
-        fetched = shardbytes.CACHE.fetched
         start = time.perf_counter()
         also["first_epoch"] = epoch(other) / (time.perf_counter() - start)  # every block fetched in it
         also["fetched_mb"] = (shardbytes.CACHE.fetched - fetched) / 1e6
@@ -229,7 +229,7 @@ def run(args):
     if "also" in rate:
         ratios = [b / a for a, b in zip(rates["batch-first"], rates["also"])]
         print(f"    batch-first on {args.also}: {rate['also']:,.0f} images/s; its first epoch "
-              f"{also['first_epoch']:,.0f} images/s ({also['fetched_mb']:.1f} MB fetched in it)")
+              f"{also['first_epoch']:,.0f} images/s ({also['fetched_mb']:.1f} MB of blocks fetched by then)")
         print(f"    {args.also} / {args.data} per round: {', '.join(f'{r:.2f}' for r in ratios)}")
     if "cached" in rate:
         print(f"    batch-first, decoded once and cached: {rate['cached']:,.0f} images/s")
@@ -259,7 +259,7 @@ def run(args):
     if args.json:
         print(json.dumps(result), flush=True)
     if "also" in rate:
-        print(f"ratio {args.also}/{args.data} (batch-first, median): {rate['also'] / rate['batch-first']:.2f}")
+        print(f"ratio {args.also} vs {args.data} (batch-first, median): {rate['also'] / rate['batch-first']:.2f}")
     if "per-example" in rate and "batch-first" in rate:
         print(f"speedup batch-first/per-example: {rate['batch-first'] / rate['per-example']:.2f}")
     return 0

@@ -139,7 +139,7 @@ class RemoteBytes:
         end = min(offset + n, self.size)
         if end <= offset:
             return b""
-        return fetch([(self, [offset], [end])], blocks=True)[0][0]
+        return bytes(fetch([(self, [offset], [end])], blocks=True)[0][0])
 
     def peek(self, n, offset) -> bytes:
         """Up to `n` bytes at `offset`: from a cached block, else by one exact ranged GET (a
@@ -262,9 +262,9 @@ def _slice(blocks, key, a, b) -> bytes:
     if b <= a:
         return b""
     first, last = a // BLOCK_BYTES, (b - 1) // BLOCK_BYTES
-    if first == last:
+    if first == last:  # a view: read_records joins the batch's ranges into one buffer anyway
         block = blocks[(*key, first)]
-        return block[a - first * BLOCK_BYTES : b - first * BLOCK_BYTES]
+        return memoryview(block)[a - first * BLOCK_BYTES : b - first * BLOCK_BYTES]
     parts = []
     for k in range(first, last + 1):
         block = blocks[(*key, k)]

@@ -883,7 +883,7 @@ def read_records(readers, shard: np.ndarray, local: np.ndarray, with_crc: bool =
         hi.append(f_hi + size)
         limit.append(np.full(len(f_lo), reader.max_record_bytes, np.int64))
         size += sum(len(g) for g in data)
-    buf = blocks[0] if len(blocks) == 1 else b"".join(blocks)
+    buf = bytes(blocks[0]) if len(blocks) == 1 else b"".join(blocks)
     lo, hi, limit = np.concatenate(lo), np.concatenate(hi), np.concatenate(limit)
     raw = np.frombuffer(buf, np.uint8)
     length, length_crc, stored = _gather_le(raw, lo, 8), _gather_le(raw, lo + 8, 4), _gather_le(raw, hi - 4, 4)
