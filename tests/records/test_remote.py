@@ -208,3 +208,21 @@ def test_records_written_to_a_bucket_train_one_smoke_epoch(s3_bucket, tmp_path, 
     assert code == 0, capsys.readouterr().err
     results = __import__("json").loads((tmp_path / "run" / "results.json").read_text())
     assert results["test_images"] == 2 and results["splits"]["train"]["images"] == 6
+
+
+def test_decoding_processes_reopen_the_bucket_shards(s3_bucket, embedded_pack):
+    from layerkit.data.pipeline import Pipeline
+
+    url = storage.join(s3_bucket, "cifar")
+    assert cli.main(["records", "write", str(embedded_pack), url, "--shards", "2"]) == 0
+    source = open_dataset(url)
+    threads = Pipeline(source, 32, seed=5, cache_decoded=False, prefetch=0)
+    processes = Pipeline(source, 32, seed=5, cache_decoded=False, processes=2)
+    try:
+        assert processes.processes == 2
+        for step in (0, 1, 40):  # the last in the second epoch
+            (a, ya), (b, yb) = threads.batch_at(step), processes.batch_at(step)
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(ya, yb)
+    finally:
+        processes.close()
