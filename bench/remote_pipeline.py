@@ -2,7 +2,7 @@
 local S3 server (moto, started here) and from local disk, side by side in one run.
 
     python bench/remote_pipeline.py [--src ../shared/data/cifar10/train.npz] [--shards 16]
-                                    [--images 20000] [--repeats 5]
+                                    [--images 20000] [--repeats 5] [--remote-cache 16M]
 
 Writes the shards with ``layerkit records write SRC TMP/shards`` into a temporary folder,
 starts ``moto.server`` on 127.0.0.1, uploads the folder to ``s3://bench/cifar`` (the same
@@ -39,6 +39,9 @@ def main():
     parser.add_argument("--shards", type=int, default=16)
     parser.add_argument("--images", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--remote-cache", default=None, metavar="SIZE",
+                        help="LAYERKIT_REMOTE_CACHE for the run (e.g. 16M: the shards no longer fit, and each "
+                             "batch's records are fetched exactly)")
     args = parser.parse_args()
 
     port = free_port()
@@ -46,6 +49,8 @@ def main():
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
            "AWS_ENDPOINT_URL": endpoint}
+    if args.remote_cache is not None:
+        env["LAYERKIT_REMOTE_CACHE"] = args.remote_cache
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

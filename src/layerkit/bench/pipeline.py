@@ -185,7 +185,9 @@ def run(args):
         from layerkit.records import shardbytes
 
         fetched = shardbytes.CACHE.fetched  # from the opening on (a first image decoded for its shape)
+        start = time.perf_counter()
         other_full = open_dataset(args.also, args.split)
+        also["open_s"] = time.perf_counter() - start
         if len(other_full) < n:
             raise ValueError(f"--also {args.also} holds {len(other_full)} images, fewer than the {n} timed")
         other = Pipeline(Subset(other_full, np.arange(n)), batch_size, seed=0, cache_decoded=False,
@@ -229,7 +231,8 @@ def run(args):
     if "also" in rate:
         ratios = [b / a for a, b in zip(rates["batch-first"], rates["also"])]
         print(f"    batch-first on {args.also}: {rate['also']:,.0f} images/s; its first epoch "
-              f"{also['first_epoch']:,.0f} images/s ({also['fetched_mb']:.1f} MB of blocks fetched by then)")
+              f"{also['first_epoch']:,.0f} images/s ({also['fetched_mb']:.1f} MB of blocks fetched by then); "
+              f"opened in {also['open_s']:.2f} s")
         print(f"    {args.also} / {args.data} per round: {', '.join(f'{r:.2f}' for r in ratios)}")
     if "cached" in rate:
         print(f"    batch-first, decoded once and cached: {rate['cached']:,.0f} images/s")
@@ -254,7 +257,7 @@ def run(args):
               f"(spread {min(ratios):.2f}-{max(ratios):.2f})")
     if "also" in rate:
         result["also"] = {"data": args.also, "first_epoch_images_per_s": round(also["first_epoch"]),
-                          "first_epoch_fetched_mb": round(also["fetched_mb"], 1),
+                          "first_epoch_fetched_mb": round(also["fetched_mb"], 1), "open_s": round(also["open_s"], 3),
                           "ratio": round(rate["also"] / rate["batch-first"], 3)}
     if args.json:
         print(json.dumps(result), flush=True)
