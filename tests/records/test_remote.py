@@ -63,6 +63,9 @@ def test_tensorflow_shards_read_from_a_bucket_as_from_disk_and_nothing_is_writte
     assert shard_paths(gz) == [gz] and ShardReader(gz).compression == "GZIP"
     assert shard_paths(storage.join(bucket, "standard") + "/") == [
         storage.join(bucket, "standard", f"train.tfrecord-0000{k}-of-00002") for k in range(2)]
+    beam = storage.join(bucket, "beam")  # Apache Beam's name for a GZIP shard
+    storage.upload(FIXTURES / "gzip" / "data.tfrecords", storage.join(beam, "data-00000-of-00001.tfrecord.gz"))
+    assert reads(open_dataset(beam)) == reads(open_dataset(str(FIXTURES / "gzip")))
     both = Shards(shard_paths(storage.join(bucket, "standard")))
     assert both.read_many([0, 9, 4]) == Shards(FIXTURES / "standard").read_many([0, 9, 4])
 

@@ -1030,6 +1030,9 @@ def remote_shard_paths(url: str) -> list[str]:
     return [storage.join(url, n) for n in names]
 
 
+OPEN_THREADS = 16  # remote shards opened at once by Shards
+
+
 class Shards:
     """Several shards presented as one indexed sequence of records.
 
@@ -1040,10 +1043,24 @@ class Shards:
     def __init__(self, paths_or_dir, max_record_bytes=MAX_RECORD_BYTES, compression=None):
         self.paths = shard_paths(paths_or_dir)
         self.readers = []
+        opening = []
         try:
-            for p in self.paths:
-                self.readers.append(ShardReader(p, max_record_bytes, compression))
+            if len(self.paths) > 1 and any(storage.is_remote(p) for p in self.paths):
+                # a remote shard's opening waits on a few requests (size, first bytes, side
+                # files): OPEN_THREADS at once, the first error in shard order raised
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(min(OPEN_THREADS, len(self.paths))) as pool:
+                    opening = [pool.submit(ShardReader, p, max_record_bytes, compression) for p in self.paths]
+                for f in opening:
+                    self.readers.append(f.result())
+            else:
+                for p in self.paths:
+                    self.readers.append(ShardReader(p, max_record_bytes, compression))
         except BaseException:
+            for f in opening:  # the readers opened beside the one that failed
+                if f.done() and f.exception() is None and f.result() not in self.readers:
+                    f.result().close()
             self.close()
             raise
         self.starts = np.concatenate([[0], np.cumsum([len(r) for r in self.readers])]).astype(np.int64)
