@@ -1,7 +1,7 @@
 """A records folder: its ``dataset.json``, and `verify_records`, `records_info`, `index_records`.
 
 A folder `write_records` made holds ``NAME-00000-of-0000N.tfrecord`` shards (each with its
-``.index`` and ``.labels``) and ``dataset.json`` (classes, counts, shards, feature keys),
+``.index`` and ``.labels`` in the subfolder ``.layerkit/``) and ``dataset.json`` (classes, counts, shards, feature keys),
 written last so a folder without it is an unfinished write. Each record is a
 `tf.train.Example` with the image's original encoded bytes, its label, format, height and
 width (names set by `ImageKeys`).

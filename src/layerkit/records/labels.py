@@ -1,9 +1,11 @@
-"""A labels file beside each TFRecord shard, so that opening a data set reads no records.
+"""A labels file for each TFRecord shard, so that opening a data set reads no records.
 
 ``NAME.tfrecord.labels`` is a flat ``.npy`` int64 array: 4 numbers a record (its label, where
 its image bytes start in the payload, how many there are, and the record's masked CRC-32C as
 stored in its frame), then a 4-number trailer: `MAGIC`, the record count, the shard's size in
-bytes and a CRC-32C over the rows and the shard's record offsets. `write_records` and
+bytes and a CRC-32C over the rows and the shard's record offsets. It lies where
+`layerkit.records.tfrecord.side_path` says (the folder's ``.layerkit/``, or the per-user
+cache for a folder layerkit did not write). `write_records` and
 `index_records` write one per shard.
 
 `TFRecordSource` takes the labels from it instead of parsing every record at opening. The file
@@ -18,12 +20,11 @@ is never served on trust. Labels files without the trailer (older layerkit) are 
 
 import os
 import struct
-from pathlib import Path
 
 import numpy as np
 
-from layerkit.records.example import DEFAULT_KEYS, parse_image_example
 from layerkit import storage
+from layerkit.records.example import DEFAULT_KEYS, parse_image_example
 from layerkit.records.tfrecord import (FRAME_BYTES, LABELS_SUFFIX, MISSING, RecordError, crc32c, read_npy_int64,
                                        side_path, split_path, write_side_file)
 
@@ -33,7 +34,7 @@ MAGIC = 0x6C6B6C6231  # "lklb1": the trailer of a labels file with its checksum
 TRAILER = 4  # MAGIC, records, shard bytes, checksum
 
 
-def labels_path(shard, ours: bool | None = None) -> Path:
+def labels_path(shard, ours: bool | None = None):
     """Where `shard`'s labels file is (or goes): `layerkit.records.tfrecord.side_path`."""
     return side_path(shard, LABELS_SUFFIX, ours)
 

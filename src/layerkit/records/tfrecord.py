@@ -5,8 +5,9 @@ A record is framed exactly as TensorFlow writes it::
     uint64 length (little-endian) | uint32 masked_crc32c(length bytes)
     payload (length bytes)        | uint32 masked_crc32c(payload)
 
-Beside each shard ``NAME`` lies ``NAME.index``: an ``.npy`` array of int64 byte
-offsets, one per record plus the shard's size, so record ``i`` is
+Each shard ``NAME`` has an index side file ``NAME.index`` (in its folder's ``.layerkit/``, or
+in the per-user cache for a folder layerkit did not write: `side_path`): an ``.npy`` array of
+int64 byte offsets, one per record plus the shard's size, so record ``i`` is
 ``shard[offsets[i]:offsets[i + 1]]`` and can be read at random. A shard without
 a (valid) index is scanned once, reading only the 12-byte headers.
 
@@ -29,7 +30,6 @@ import os
 import re
 import stat
 import struct
-import threading
 import warnings
 import zlib
 from pathlib import Path
