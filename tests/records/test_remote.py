@@ -162,7 +162,7 @@ def test_remote_cache_size_is_checked(monkeypatch):
         shardbytes.remote_cache_bytes({"LAYERKIT_REMOTE_CACHE": "lots"})
 
 
-def test_shards_read_over_plain_http(s3_bucket, embedded_pack, tmp_path):
+def test_shards_read_over_plain_http(s3_bucket, embedded_pack, tmp_path, capsys):
     """moto serves public objects at AWS_ENDPOINT_URL/BUCKET/KEY to unsigned GETs: an https:// data set."""
     url = storage.join(s3_bucket, "cifar")
     upload_folder(FIXTURES / "standard", storage.join(s3_bucket, "tf"))
@@ -175,6 +175,10 @@ def test_shards_read_over_plain_http(s3_bucket, embedded_pack, tmp_path):
     one = http + "/tf/train.tfrecord-00001-of-00002"
     assert reads(open_dataset(one)) == reads(open_dataset(str(FIXTURES / "standard" / one.rsplit("/", 1)[1])))
     assert verify_records(one)["records"] == 5
+    assert index_records(one)["records"] == 5  # a foreign shard's side files: the per-user cache
+    capsys.readouterr()
+    assert cli.main(["records", "index", http + "/cifar"]) == 2  # layerkit's own folder, read-only
+    assert "https:// folder is read-only: there is nothing to index" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="https:// folders cannot be listed: give each shard.s URL"):
         open_dataset(http + "/tf")
 

@@ -302,6 +302,10 @@ def index_records(folder, keys=None, progress: bool | None = None, compression=N
     if not storage.is_remote(folder):
         remove_stale_temps(folder if folder.is_dir() else folder.parent)
     paths, info, _ = records_folder(folder)
+    if info is not None and storage.scheme(folder) not in (None, *storage.WRITABLE):
+        raise ValueError(f"{storage.redact(folder)}: layerkit wrote this folder (it holds a {DATASET_FILE}), so its "
+                         "index and labels files are in its .layerkit/ already, and an https:// folder is read-only: "
+                         "there is nothing to index")
     n = indexes = 0
     keys = resolve_keys(keys, info, [])  # given or dataset.json's; else None: detected below
     bar = Progress(f"indexing {folder}", len(paths), progress)
