@@ -183,11 +183,15 @@ def test_shards_read_over_plain_http(s3_bucket, embedded_pack, tmp_path, capsys)
         open_dataset(http + "/tf")
 
 
-def test_missing_bucket_and_prefix_are_one_line_errors(bucket, capsys):
+def test_missing_bucket_and_prefix_are_one_line_errors(bucket, capsys, tmp_path):
     missing = bucket.split("://")[0] + "://no-such-bucket-" + bucket[-6:]
     assert cli.main(["records", "verify", storage.join(missing, "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert "the bucket no-such-bucket-" in err and "does not exist" in err and len(err.splitlines()) == 1, err
+    assert cli.main(["train", "--smoke", "--data", storage.join(missing, "x"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == f"layerkit train: error: {missing}/x: the bucket {missing.split('://')[1]} does not exist (or this " \
+                  "account cannot see it)", err
     assert cli.main(["records", "info", storage.join(bucket, "nothing", "here")]) == 2
     err = capsys.readouterr().err.strip()
     assert f"{bucket}/nothing/here: no such object or folder" in err and len(err.splitlines()) == 1, err
