@@ -78,6 +78,18 @@ def main():
             size = sum(f.stat().st_size for f in local.rglob("*") if f.is_file())
             print(f"uploaded {size / 1e6:.1f} MB to {url} on moto ({endpoint}) in {time.perf_counter() - t:.1f} s",
                   flush=True)
+            probe = ("import statistics, sys, time; from layerkit import storage\n"
+                     "url = storage.join(sys.argv[1], 'records-00000-of-%05d.tfrecord' % int(sys.argv[2]))\n"
+                     "size = storage.info(url)['size']\n"
+                     "starts = [(k * 7919 * 1024) % (size - 1024) for k in range(500)]\n"
+                     "t = time.perf_counter(); storage.read_ranges([url] * 500, starts, [a + 1024 for a in starts])\n"
+                     "small = 500 / (time.perf_counter() - t)\n"
+                     "n = min(size, 8 << 20); times = []\n"
+                     "for _ in range(5):\n"
+                     "    t = time.perf_counter(); storage.read_ranges(url, [0], [n]); times.append(time.perf_counter() - t)\n"
+                     "print(f'moto: {small:,.0f} ranged GETs of 1 KB a second (500 in one concurrent call); '\n"
+                     "      f'one {n / 1e6:.1f} MB ranged GET in {statistics.median(times) * 1e3:.0f} ms (median of 5)')\n")
+            subprocess.run([sys.executable, "-c", probe, url, str(args.shards)], env=env, check=True)
             bench = [sys.executable, "-m", "layerkit.cli", "bench", "pipeline", str(local), "--also", url,
                      "--variants", "batch-first", "--no-layers", "--images", str(args.images),
                      "--repeats", str(args.repeats), "--json"]

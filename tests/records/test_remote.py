@@ -111,6 +111,7 @@ def test_layerkit_records_written_to_a_bucket_read_verify_and_refuse_a_second_wr
     assert cli.main(["records", "write", str(embedded_pack), storage.join(bucket, "other"), "--overwrite"]) == 2
     assert "not all of them records layerkit wrote: write the records to an empty prefix" in capsys.readouterr().err
     assert storage.listing(storage.join(bucket, "other")) == {"notes.txt": 4}  # the user's object stays
+    assert list((tmp_path / "side-cache" / ".staging").iterdir()) == []  # every staging folder removed
 
 
 def test_verify_names_the_url_of_a_corrupted_object(bucket, embedded_pack, capsys):

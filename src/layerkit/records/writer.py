@@ -225,8 +225,9 @@ def write_remote(src, url: str, overwrite: bool = False, **kwargs) -> dict:
         if not overwrite:
             raise ValueError(f"{storage.redact(url)} already holds records ({existing[0]}, ...); pass overwrite=True "
                              "(--overwrite) to replace them")
-    root = side_cache_dir().parent / "staging"
-    root.mkdir(parents=True, mode=0o700, exist_ok=True)
+    root = side_cache_dir() / ".staging"  # inside the private per-user cache, wherever it was put
+    root.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    root.mkdir(mode=0o700, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="records-", dir=root))
     uploaded = []
     try:
