@@ -202,3 +202,24 @@ def test_the_lease_lock_refuses_a_live_holder_takes_over_a_dead_one_and_the_lose
     assert time.monotonic() - t < 25
     c.release()
     assert len(storage.listing(storage.join(url, ".lock"))) <= 2  # old numbers pruned
+
+
+def test_the_readmes_bucket_commands_records_write_then_train_with_data_and_out_on_gs(_cloud_servers, capsys):
+    """README, "Data and runs in a bucket": shards written to gs://, a run reading them and
+    writing its record to gs://, resumed from there."""
+    from importlib.resources import files
+
+    from layerkit.cli import main
+
+    bucket = _cloud_servers["gs"].make_bucket()
+    data, out = storage.join(bucket, "sample"), storage.join(bucket, "runs", "sample-1")
+    src = str(files("layerkit") / "data" / "embedded" / "cifar10-test.npz")
+    assert main(["records", "write", src, data]) == 0
+    assert "dataset.json" in storage.listing(data)
+    assert main(["train", "--smoke", "--data", data, "--out", out]) == 0
+    config = json.loads(storage.read(storage.join(out, "config.json")))
+    assert config["data"] == data
+    results = json.loads(storage.read(storage.join(out, "results.json")))
+    assert results["status"] == "done" if "status" in results else results["epochs"] == 1
+    assert main(["train", "--resume", "--out", out, "--epochs", "2"]) == 0
+    assert json.loads(storage.read(storage.join(out, "state.json")))["epochs_completed"] == 2
