@@ -25,7 +25,7 @@ demo: $(STAMP)
 
 # pytest exits 5 when it collected no test: that is a failure here.
 test: $(TEST_STAMP)
-	@$(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest -q -n 2 --dist worksteal $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 clean:
