@@ -238,3 +238,15 @@ def test_decoding_processes_reopen_the_bucket_shards(s3_bucket, embedded_pack):
             np.testing.assert_array_equal(ya, yb)
     finally:
         processes.close()
+
+
+def test_index_rewrites_the_side_files_of_layerkit_s_own_bucket_folder_there(s3_bucket, embedded_pack, tmp_path):
+    url = storage.join(s3_bucket, "cifar")
+    assert cli.main(["records", "write", str(embedded_pack), url, "--shards", "2"]) == 0
+    labels = storage.join(url, ".layerkit", "records-00001-of-00002.tfrecord.labels")
+    storage.delete(labels)
+    assert open_dataset(url).labels_source == ["labels file", "scan"]
+    assert index_records(url)["records"] == 1000
+    assert storage.exists(labels)  # in its own folder, not in the per-user cache:
+    assert [p.name for p in (tmp_path / "side-cache").iterdir()] == [".staging"]  # (the write's, empty)
+    assert open_dataset(url).labels_source == ["labels file"] * 2
