@@ -90,8 +90,10 @@ def write_records(
     progress: bool | None = None,
     max_record_bytes: int = MAX_RECORD_BYTES,
     on_bad_image: str = "error",
+    shown: str | None = None,
 ) -> dict:
     """Write the images of `src` as `shards` TFRecord shards in `out_dir`; return the dataset.json dict.
+    (`shown`: the name progress lines give the destination, `out_dir` by default.)
 
     `src` is a path `layerkit.data.sources.open_source` opens (a folder of class subfolders,
     an ``.npz`` pack, CIFAR-10 python batches, folder or ``.tar.gz``, TFRecord shards; `split`
@@ -139,7 +141,7 @@ def write_records(
     made = _first_missing(out.absolute())
     out.mkdir(parents=True, exist_ok=True)
     shard_list, counts, sizes = [], Counter(), Counter()
-    bar = Progress(f"writing {out}", len(keep), progress)
+    bar = Progress(f"writing {shown or out}", len(keep), progress)
     try:
         remove_stale_temps(out)  # what a killed writer left (its pid is gone); see remove_stale_temps
         if (out / SIDE_FOLDER).is_dir():
@@ -231,7 +233,7 @@ def write_remote(src, url: str, overwrite: bool = False, **kwargs) -> dict:
     staging = Path(tempfile.mkdtemp(prefix="records-", dir=root))
     uploaded = []
     try:
-        info = write_records(src, staging / "out", **kwargs)
+        info = write_records(src, staging / "out", shown=storage.redact(url), **kwargs)
         if existing:  # replaced: the old dataset.json goes first, so the folder is never "complete" half-old
             for n in sorted(existing, key=lambda n: n != DATASET_FILE):
                 storage.delete(storage.join(url, n))
