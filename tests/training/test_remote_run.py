@@ -223,3 +223,12 @@ def test_the_readmes_bucket_commands_records_write_then_train_with_data_and_out_
     assert results["status"] == "done" if "status" in results else results["epochs"] == 1
     assert main(["train", "--resume", "--out", out, "--epochs", "2"]) == 0
     assert json.loads(storage.read(storage.join(out, "state.json")))["epochs_completed"] == 2
+
+
+def test_an_https_out_is_refused_as_read_only_before_any_request(capsys):
+    from layerkit.cli import main
+
+    assert main(["train", "--smoke", "--out", "https://example.com/runs/1?token=abc"]) == 2
+    err = capsys.readouterr().err
+    assert "https://example.com/runs/1?***: https:// locations are read-only" in err, err
+    assert "abc" not in err

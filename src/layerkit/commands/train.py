@@ -97,9 +97,9 @@ def _run(args, signals) -> dict:
                              "weights")
                  if getattr(args, k) is not None] + (["overrides"] if args.overrides else [])
         if given:
-            print(f"layerkit train --resume: using the saved config of {args.out}; ignoring {given}",
+            print(f"layerkit train --resume: using the saved config of {_shown(args.out)}; ignoring {given}",
                   file=sys.stderr)
-        signals.hint = f"continue with `layerkit train --resume --out {args.out}`"
+        signals.hint = f"continue with `layerkit train --resume --out {_shown(args.out)}`"
         return train(None, _location(args.out), resume=True, launch=launch, signals=signals, epochs=args.epochs)
     name = args.recipe or "sample"
     config = get_recipe(name, smoke_run=args.smoke)
@@ -121,8 +121,9 @@ def _run(args, signals) -> dict:
         signals.hint = f"continue the run it was in with `layerkit train --resume --out {out}/seed-S`"
         print(f"layerkit train: recipe {name}, {args.runs} runs in {out}", file=sys.stderr)
         return train_runs(config, out, args.runs, signals=signals, launch=launch)
-    signals.hint = f"continue with `layerkit train --resume --out {out}` (if an epoch was saved)"
-    print(f"layerkit train: recipe {name}, run directory {out}", file=sys.stderr)
+    shown = _shown(out)
+    signals.hint = f"continue with `layerkit train --resume --out {shown}` (if an epoch was saved)"
+    print(f"layerkit train: recipe {name}, run directory {shown}", file=sys.stderr)
     return train(config, out, launch=launch, signals=signals)
 
 
@@ -131,6 +132,13 @@ def _location(out: str):
     from layerkit import storage
 
     return out if storage.is_remote(out) else Path(out)
+
+
+def _shown(out) -> str:
+    """--out as messages name it: a URL's query and user part redacted."""
+    from layerkit import storage
+
+    return storage.redact(str(out))
 
 
 def default_run_dir(recipe: str | None, data: str, recipe_data: str, smoke: bool) -> str:

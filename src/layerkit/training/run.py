@@ -306,6 +306,9 @@ def train(config: Config | None, workdir, resume: bool = False, verbose=None, la
 def _train_remote(config, url: str, resume: bool, verbose, launch, signals, epochs) -> dict:
     from layerkit.training.remote import RemoteRun
 
+    if storage.scheme(url) not in storage.WRITABLE:
+        raise storage.StorageError(f"{storage.redact(url)}: https:// locations are read-only; a run is written to "
+                                   "gs://, s3:// or a local folder")
     resolved = (launch or dist.Launch()).resolved()
     run = RemoteRun(url, resume, chief=resolved.process_id == 0)
     try:
