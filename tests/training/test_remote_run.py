@@ -111,15 +111,19 @@ def test_sigkill_anywhere_then_resume_from_the_bucket_equals_uninterrupted(tmp_p
 
 def test_a_second_trainer_into_a_bucket_run_is_refused(tmp_path, bucket):
     url = storage.join(bucket, "run")
-    first = _start(url, resume=False, lease="3")
+    cmd = [sys.executable, "-m", "layerkit.cli", "train", "--out", url, "--smoke", *OVERRIDES, "epochs=40"]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             env={**os.environ, LEASE_ENV: "3"})  # long enough to be alive throughout
     deadline = time.time() + 300
-    while not storage.listing(storage.join(url, ".lock")) and time.time() < deadline:
+    while "config.json" not in storage.listing(url) and time.time() < deadline:
         assert first.poll() is None, first.stderr.read().decode()[-3000:]
         time.sleep(0.1)
-    second = subprocess.run([sys.executable, "-m", "layerkit.cli", "train", "--out", url, "--smoke", *OVERRIDES],
+    second = subprocess.run([sys.executable, "-m", "layerkit.cli", "train", "--resume", "--out", url],
                             capture_output=True, text=True, timeout=300, env={**os.environ, LEASE_ENV: "3"})
+    alive = first.poll() is None
     first.send_signal(signal.SIGINT)
     _, err = first.communicate(timeout=300)
+    assert alive, err.decode()[-3000:]
     assert second.returncode == 2, second.stderr[-3000:]
     assert f"{url} is in use by another layerkit run" in second.stderr, second.stderr[-3000:]
     assert "renewed its lease" in second.stderr
