@@ -236,3 +236,18 @@ def test_an_https_out_is_refused_as_read_only_before_any_request(capsys):
     err = capsys.readouterr().err
     assert "https://example.com/runs/1?***: https:// locations are read-only" in err, err
     assert "abc" not in err
+
+
+def test_a_failed_start_deletes_only_what_it_uploaded(s3_bucket):
+    from layerkit.training.rundir import MARKER
+
+    url = storage.join(s3_bucket, "run")
+    storage.write(storage.join(url, MARKER), b"{}")  # a start of layerkit's that never saved an epoch
+    storage.write(storage.join(url, "notes.txt"), b"the user's")  # and a file the user put beside it
+    config = apply_overrides(get_recipe("sample", smoke_run=True), ["epochs=1"])
+    config = apply_overrides(config, {"data": "/no/such/data/folder"})
+    with pytest.raises((ValueError, FileNotFoundError)):
+        train(config, url, verbose=0)
+    names = storage.listing(url)
+    assert {MARKER, "notes.txt"} <= set(names), names
+    assert storage.read(storage.join(url, "notes.txt")) == b"the user's"

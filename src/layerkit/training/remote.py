@@ -217,10 +217,8 @@ class RemoteRun:
                     raise refusal
             if self.resume:
                 self._download(listing)
-            elif self.chief:
-                for name in listing:  # a start that never completed an epoch (its MARKER): redone
-                    if not name.startswith(LOCK_PREFIX + "/"):
-                        storage.delete(storage.join(self.url, name))
+            # a start that never completed an epoch (its MARKER) is redone over its objects, as a
+            # local one is over its files: nothing else in the folder is deleted
         except BaseException:
             self._close(ok=False)
             raise
@@ -335,12 +333,12 @@ class RemoteRun:
             self._close(exc_type is None)
 
     def _remove_failed_start(self) -> None:
-        """A fresh start that failed before its first commit: its objects go, as a local start's folder does."""
+        """A fresh start that failed before its first commit: the objects this launch uploaded go
+        (and only those: anything else under the URL is not layerkit's to delete)."""
         if STATE_NAME in storage.listing(self.url):
             return
-        for name in storage.listing(self.url):
-            if not name.startswith(LOCK_PREFIX + "/"):
-                storage.delete(storage.join(self.url, name))
+        for name in sorted(self._sent):
+            storage.delete(storage.join(self.url, name))
         print(f"layerkit: the start failed before any epoch was saved; removed what it wrote to "
               f"{storage.redact(self.url)}", file=sys.stderr)
 
